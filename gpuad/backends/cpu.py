@@ -1,0 +1,157 @@
+"""The CPU backend: NumPy arrays, host memory accounting, and Numba-compiled helpers."""
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+
+_erf_ufunc = None
+
+
+def _erf(x, out=None):
+    """Elementwise erf (NumPy has none); a Numba ufunc compiled on first use and cached on disk."""
+    global _erf_ufunc
+    if _erf_ufunc is None:
+        import numba
+
+        _erf_ufunc = numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)(
+            lambda v: math.erf(v))
+    x = np.asarray(x)
+    result = _erf_ufunc(x if x.dtype in (np.float32, np.float64) else x.astype(np.float32))
+    result = result.astype(x.dtype if x.dtype.kind == "f" else np.float32, copy=False)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _scatter_add(target, index, values):
+    """target[index] += values with repeated indices accumulated (np.add.at)."""
+    np.add.at(target, index, values)
+
+
+def array_namespace(base, **extras) -> types.SimpleNamespace:
+    """A flat namespace of `base`'s functions plus `extras` (erf, scatter_add): ops see one `xp`."""
+    names = {k: getattr(base, k) for k in dir(base) if not k.startswith("__")}
+    names.update(extras)
+    return types.SimpleNamespace(**names)
+
+
+class HostMemory:
+    """Live and peak bytes of the buffers held by tensors, counting a shared buffer once."""
+
+    __slots__ = ("current", "peak", "_owners")
+
+    def __init__(self):
+        self.current = 0
+        self.peak = 0
+        self._owners: dict[int, list] = {}
+
+    @staticmethod
+    def _root(arr):
+        while isinstance(arr.base, np.ndarray):
+            arr = arr.base
+        return arr
+
+    def track(self, arr) -> None:
+        root = self._root(arr)
+        entry = self._owners.get(id(root))
+        if entry is None:
+            self._owners[id(root)] = [root.nbytes, 1]
+            self.current += root.nbytes
+            if self.current > self.peak:
+                self.peak = self.current
+        else:
+            entry[1] += 1
+
+    def untrack(self, arr) -> None:
+        key = id(self._root(arr))
+        entry = self._owners.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._owners[key]
+            self.current -= entry[0]
+
+
+class CPUBackend:
+    """NumPy arrays on the host; pointwise kernels are compiled by Numba when it is installed."""
+
+    device_kind = "cpu"
+    device = "cpu"
+    available = True
+    is_gpu = False
+
+    name = "numpy"
+
+    def __init__(self):
+        try:
+            import numba  # noqa: F401
+
+            self.kernel_target = "numba"
+        except ImportError:
+            self.kernel_target = "numpy"
+        self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add)
+        self.memory = HostMemory()
+        self.rng = np.random.default_rng(0)
+
+    def __repr__(self) -> str:
+        return f"<gpuad backend {self.name} on {self.device}>"
+
+    def on_device(self, index: int) -> CPUBackend:
+        raise ValueError("the CPU backend has no device index; use 'cpu'")
+
+    # arrays
+    def asarray(self, data, dtype=None):
+        """An array on this device from host data (lists, scalars, NumPy or anything with __array__)."""
+        if hasattr(data, "__cuda_array_interface__"):
+            data = data.get()
+        return np.asarray(data, dtype=dtype)
+
+    def to_host(self, arr) -> np.ndarray:
+        return arr
+
+    def from_host(self, arr: np.ndarray):
+        return arr
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: NumPy work is synchronous."""
+
+    # memory
+    def track(self, arr) -> None:
+        self.memory.track(arr)
+
+    def untrack(self, arr) -> None:
+        self.memory.untrack(arr)
+
+    def memory_stats(self) -> dict:
+        m = self.memory
+        return {"current_bytes": m.current, "peak_bytes": m.peak, "pool_bytes": 0,
+                "tracked_buffers": len(m._owners)}
+
+    def reset_peak(self) -> None:
+        self.memory.peak = self.memory.current
+
+    def empty_cache(self) -> None:
+        """The host has no pool to empty."""
+
+    # random numbers
+    def seed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def rng_state(self):
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state) -> None:
+        self.rng.bit_generator.state = state
+
+    def randn(self, shape, dtype):
+        return self.rng.standard_normal(shape, dtype=np.float64).astype(dtype, copy=False)
+
+    def rand(self, shape, dtype):
+        return self.rng.random(shape, dtype=np.float64).astype(dtype, copy=False)
+
+    def randint(self, low, high, shape, dtype):
+        return self.rng.integers(low, high, size=shape, dtype=dtype)
