@@ -52,6 +52,11 @@ def available() -> list[str]:
     return names
 
 
+def instances() -> list:
+    """Every backend object constructed so far, one per device (for seeding and statistics)."""
+    return list({id(b): b for b in [*_instances.values(), *_by_device.values()]}.values())
+
+
 def for_device(device) -> Any:
     """The backend object for a device string; resolved once per distinct string and cached."""
     backend = _by_device.get(device)

@@ -1,0 +1,152 @@
+"""Op (a primitive with its rules) and apply(): run the forward, record a Node, propagate tangents.
+
+An op is defined once: `forward(xp, *arrays, **params)` on the backend's array namespace, and per
+input a VJP rule `(ctx, g) -> gradient` and a JVP rule `(ctx, t) -> output tangent contribution`,
+both written with gpuad ops so that backward passes are themselves differentiable. Rules may return
+a gradient of any shape that broadcasts to the input: apply()'s engine sums it back in one place.
+"""
+from __future__ import annotations
+
+from ..errors import DeviceError, GpuadError, IndexOutOfRange, ShapeError
+from .mode import state
+from .node import Ctx, Node
+
+
+class Op:
+    """A primitive: forward on arrays; one VJP and one JVP rule per input (None: not differentiable).
+
+    `args` names the inputs ("*xs" for a variadic op, whose rules then take the input index too).
+    `save[i]` lists (space-separated) the names the VJP rule of input i reads: input names or "y".
+    `view` marks ops whose output shares its first input's memory (and so its version counter).
+    A `jvp` given as one callable `(ctx, tangents)` sees all tangents at once (None for zero)."""
+
+    __slots__ = ("name", "forward", "vjp", "jvp", "args", "save", "view", "differentiable", "variadic",
+                 "moves_device")
+
+    def __init__(self, name, forward, vjp=None, jvp=None, args=("x",), save=None, view=False,
+                 moves_device=False):
+        self.name = name
+        self.forward = forward
+        self.variadic = isinstance(args, str)
+        self.args = args.lstrip("*") if self.variadic else tuple(args)
+        self.vjp = vjp
+        self.jvp = jvp
+        self.differentiable = vjp is not None
+        n = 1 if self.variadic else len(self.args)
+        save = save if save is not None else ("",) * n
+        if isinstance(save, str):
+            save = (save,)
+        self.save = tuple(tuple(s.split()) for s in save)
+        self.view = view
+        self.moves_device = moves_device  # params["device"] is the output's backend (to_device)
+
+    def __repr__(self) -> str:
+        return f"<gpuad op {self.name}>"
+
+
+def _describe(inputs) -> str:
+    return ", ".join(f"{tuple(t.shape)} {t.dtype} on {t.device}" for t in inputs)
+
+
+def apply(op: Op, inputs: tuple, params: dict):
+    """Run `op` on tensors `inputs` with static `params`; the single path every op takes."""
+    backend = inputs[0]._backend
+    for t in inputs:
+        if t._backend is not backend:
+            raise DeviceError(
+                f"{op.name}: expected all tensors on the same device, got {_describe(inputs)}; "
+                "move them with .to(device) first")
+    try:
+        data = op.forward(backend.xp, *[t._data for t in inputs], **params)
+    except GpuadError:
+        raise
+    except IndexError as exc:
+        raise IndexOutOfRange(f"{op.name}: {exc} (input: {_describe(inputs[:1])})") from None
+    except (ValueError, TypeError) as exc:
+        raise ShapeError(f"{op.name}: {exc}; inputs: {_describe(inputs)}") from None
+    out = Tensor._wrap(data, params["device"] if op.moves_device else backend)
+    if op.view:
+        out._version = inputs[0]._version
+    for t in inputs:
+        if t._fw is not None:
+            _propagate_tangents(op, inputs, params, out)
+            break
+    if state.grad_enabled and op.differentiable and out._data.dtype.kind == "f":
+        for t in inputs:
+            if t._requires_grad:
+                _record(op, inputs, params, out)
+                break
+    return out
+
+
+def _record(op, inputs, params, out) -> None:
+    """Attach a Node to `out` that saves only what the VJP rules of the inputs needing grad read."""
+    names = {}
+    for i, t in enumerate(inputs):
+        if t._requires_grad:
+            for name in op.save[0 if op.variadic else i]:
+                names[name] = True
+    saved = {}
+    for name in names:
+        if name == "y":
+            saved["y"] = (out._alias(), out._version[0])
+        elif op.variadic:
+            saved[name] = tuple((t, t._version[0]) for t in inputs)
+        else:
+            t = inputs[op.args.index(name)]
+            saved[name] = (t, t._version[0])
+    edges = tuple((t.grad_fn or t) if t._requires_grad else None for t in inputs)
+    out.grad_fn = Node(op, params, edges, tuple(t.shape for t in inputs),
+                       tuple(t._data.dtype for t in inputs), saved)
+    out._requires_grad = True
+
+
+def rule_context(op, inputs, params, out) -> Ctx:
+    """The ctx a rule sees when every input is at hand (forward mode)."""
+    values = dict(params)
+    if op.variadic:
+        values[op.args] = tuple(inputs)
+    else:
+        values.update(zip(op.args, inputs))
+    values["y"] = out
+    values["shapes"] = tuple(t.shape for t in inputs)
+    values["dtypes"] = tuple(t._data.dtype for t in inputs)
+    return Ctx(values)
+
+
+def _propagate_tangents(op, inputs, params, out) -> None:
+    """Forward mode: compute out's tangent at every visible level from the inputs' tangents.
+
+    Levels run outermost first; while level L's rule runs, L and every inner level are hidden, so the
+    rule's own ops carry only outer tangents (that is what separates nested jvp calls)."""
+    cap = state.fw_cap
+    levels = sorted({lvl for t in inputs if t._fw for lvl in t._fw if lvl < cap})
+    if not levels or op.jvp is None:
+        return
+    ctx = rule_context(op, inputs, params, out)
+    out._fw = {}
+    for level in levels:
+        tangents = [t._fw.get(level) if t._fw else None for t in inputs]
+        state.fw_cap = level
+        try:
+            if callable(op.jvp):
+                result = op.jvp(ctx, tangents)
+            else:
+                result = None
+                for i, tan in enumerate(tangents):
+                    if tan is not None:
+                        part = op.jvp[i](ctx, tan)
+                        result = part if result is None else result + part
+        finally:
+            state.fw_cap = cap
+        if result is not None:
+            if result.shape != out.shape:
+                result = result.broadcast_to(out.shape)
+            if result.dtype != out.dtype:
+                result = result.astype(out.dtype)
+            out._fw[level] = result
+    if not out._fw:
+        out._fw = None
+
+
+from ..tensor import Tensor  # noqa: E402  (Tensor's methods call ops, which call apply)

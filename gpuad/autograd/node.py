@@ -1,0 +1,73 @@
+"""Node: one recorded op application; holds what its VJP rules need and nothing else, until freed."""
+from __future__ import annotations
+
+import weakref
+
+from ..errors import GraphFreedError, InplaceModifiedError
+
+
+class Ctx:
+    """What a rule sees: saved tensors and the op's parameters as attributes, plus input shapes/dtypes."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+
+class Node:
+    """A recorded application of `op`; `edges[i]` leads to input i's Node, leaf Tensor, or None."""
+
+    __slots__ = ("op", "params", "edges", "shapes", "dtypes", "saved", "retained", "freed", "__weakref__")
+
+    def __init__(self, op, params, edges, shapes, dtypes, saved):
+        self.op = op
+        self.params = params
+        self.edges = edges
+        self.shapes = shapes
+        self.dtypes = dtypes
+        self.saved = saved  # name -> (tensor, version when saved) | tuple of those (variadic)
+        self.retained = None  # weakref to a non-leaf output whose .grad the user asked to keep
+        self.freed = False
+
+    def __repr__(self) -> str:
+        return f"<{self.op.name}Backward>"
+
+    @property
+    def name(self) -> str:
+        return f"{self.op.name}Backward"
+
+    def retain(self, tensor) -> None:
+        self.retained = weakref.ref(tensor)
+
+    def context(self, create_graph: bool) -> Ctx:
+        """Unpack saved tensors, checking that none was modified in place since it was saved."""
+        if self.freed:
+            raise GraphFreedError(
+                f"{self.op.name}: trying to run backward through the graph a second time (or directly "
+                "access saved tensors after they have been freed). Saved intermediate values of the graph "
+                "are freed when you call .backward() or ga.grad(); pass retain_graph=True to backward if "
+                "you need to backward through the graph a second time.")
+        values = dict(self.params)
+        values["shapes"] = self.shapes
+        values["dtypes"] = self.dtypes
+        for name, entry in self.saved.items():
+            if type(entry) is tuple and entry and type(entry[0]) is tuple:
+                values[name] = tuple(self._unpack(name, e, create_graph) for e in entry)
+            else:
+                values[name] = self._unpack(name, entry, create_graph)
+        return Ctx(values)
+
+    def _unpack(self, name, entry, create_graph):
+        tensor, version = entry
+        if tensor._version[0] != version:
+            raise InplaceModifiedError(
+                f"{self.op.name}: one of the tensors needed for gradient computation ('{name}', shape "
+                f"{tensor.shape}, dtype {tensor.dtype}) has been modified by an in-place operation: it is at "
+                f"version {tensor._version[0]}, expected version {version}. Use an out-of-place op instead.")
+        if name == "y" and create_graph:
+            return tensor._with_grad_fn(self)  # the saved output, reconnected to this node
+        return tensor
+
+    def free(self) -> None:
+        """Drop saved tensors (their buffers return to the allocator or pool at once)."""
+        self.saved = None
+        self.freed = True

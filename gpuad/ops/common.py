@@ -1,0 +1,42 @@
+"""Helpers shared by the op modules: turning operands into tensors, and axis normalization."""
+from __future__ import annotations
+
+from ..tensor import Tensor, _scalar_like, tensor
+
+NO_PARAMS: dict = {}
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """`x` as a Tensor: tensors pass through; scalars and arrays are converted as ga.tensor does."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None:
+        return _scalar_like(x, like)
+    return tensor(x)
+
+
+def operands(a, b) -> tuple[Tensor, Tensor]:
+    """Both operands of a binary op as tensors; a Python scalar takes its partner's dtype kind."""
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            return a, b
+        return a, _scalar_like(b, a)
+    if isinstance(b, Tensor):
+        return _scalar_like(a, b), b
+    a = tensor(a)
+    return a, _scalar_like(b, a)
+
+
+def normalize_axis(axis, ndim: int, op: str) -> tuple | None:
+    """axis (None, int or tuple, negatives allowed) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
+        out.append(a % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out))

@@ -1,0 +1,165 @@
+"""Reductions: sum, prod, max/min are primitives; mean, var, std, logsumexp are composed from them."""
+from __future__ import annotations
+
+import math
+
+from .. import dtypes
+from ..autograd.function import Op, apply
+from .common import as_tensor, normalize_axis
+from .elementwise import exp, isfinite, log, sqrt, where
+
+
+def keepdims_shape(shape, axis) -> tuple:
+    """The shape a reduction over `axis` has with keepdims=True."""
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
+def _expand(g, c):
+    """A reduced gradient broadcast back to the input's shape."""
+    shape = c.shapes[0]
+    return g.reshape(keepdims_shape(shape, c.axis)).broadcast_to(shape)
+
+
+def _kept(t, c):
+    return t if c.keepdims else t.reshape(keepdims_shape(c.shapes[0], c.axis))
+
+
+SUM = Op("sum", lambda xp, x, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
+         vjp=(lambda c, g: _expand(g, c),),
+         jvp=(lambda c, t: sum(t, c.axis, c.keepdims),))
+
+
+def _extreme_weight(c):
+    """Where x attains the max (min): 1/count there, 0 elsewhere (ties share the gradient)."""
+    mask = c.x == _kept(c.y, c)
+    return mask / sum(mask, c.axis, keepdims=True)
+
+
+MAX = Op("max", lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
+         vjp=(lambda c, g: _expand(g, c) * _extreme_weight(c),),
+         jvp=(lambda c, t: sum(t * _extreme_weight(c), c.axis, c.keepdims),), save="x y")
+MIN = Op("min", lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
+         vjp=MAX.vjp, jvp=MAX.jvp, save="x y")
+
+
+def _prod_partial(c):
+    """d prod / d x_i = product of the others; exact with zeros (no division by a zero)."""
+    x = c.x
+    is_zero = x == 0
+    nonzero = where(is_zero, 1.0, x)
+    prod_nonzero = prod(nonzero, c.axis, keepdims=True)
+    zeros = sum(is_zero, c.axis, keepdims=True)
+    return where(zeros == 0, prod_nonzero / nonzero, where(is_zero & (zeros == 1), prod_nonzero, 0.0))
+
+
+PROD = Op("prod", lambda xp, x, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
+          vjp=(lambda c, g: _expand(g, c) * _prod_partial(c),),
+          jvp=(lambda c, t: sum(t * _prod_partial(c), c.axis, c.keepdims),), save="x")
+
+
+def _argreduce(name, fn):
+    return Op(name, lambda xp, x, axis, keepdims: getattr(xp, fn)(x, axis=axis, keepdims=keepdims))
+
+
+ARGMAX = _argreduce("argmax", "argmax")
+ARGMIN = _argreduce("argmin", "argmin")
+
+
+def _reduce(op, x, axis, keepdims, name):
+    x = as_tensor(x)
+    return apply(op, (x,), {"axis": normalize_axis(axis, x.ndim, name), "keepdims": bool(keepdims)})
+
+
+def sum(x, axis=None, keepdims: bool = False, *, dim=None, dtype=None):  # noqa: A001 (NumPy's name)
+    """Sum over `axis` (None: all, int or tuple, negatives allowed)."""
+    x = as_tensor(x)
+    if dtype is not None:
+        x = x.astype(dtype)
+    return _reduce(SUM, x, dim if axis is None else axis, keepdims, "sum")
+
+
+def prod(x, axis=None, keepdims: bool = False, *, dim=None):
+    """Product over `axis`; its gradient is exact where elements are zero."""
+    return _reduce(PROD, x, dim if axis is None else axis, keepdims, "prod")
+
+
+def max(x, axis=None, keepdims: bool = False, *, dim=None):  # noqa: A001
+    """Maximum over `axis`; tied maxima share the gradient equally."""
+    return _reduce(MAX, x, dim if axis is None else axis, keepdims, "max")
+
+
+def min(x, axis=None, keepdims: bool = False, *, dim=None):  # noqa: A001
+    """Minimum over `axis`; tied minima share the gradient equally."""
+    return _reduce(MIN, x, dim if axis is None else axis, keepdims, "min")
+
+
+def argmax(x, axis=None, keepdims: bool = False, *, dim=None):
+    """Index of the maximum (flattened when axis is None); not differentiable."""
+    x = as_tensor(x)
+    axis = dim if axis is None else axis
+    return apply(ARGMAX, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+
+
+def argmin(x, axis=None, keepdims: bool = False, *, dim=None):
+    """Index of the minimum (flattened when axis is None); not differentiable."""
+    x = as_tensor(x)
+    axis = dim if axis is None else axis
+    return apply(ARGMIN, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+
+
+def _count(x, axis) -> int:
+    axes = normalize_axis(axis, x.ndim, "mean")
+    return math.prod(x.shape) if axes is None else math.prod(x.shape[a] for a in axes)
+
+
+def _float(x):
+    x = as_tensor(x)
+    return x if dtypes.is_floating(x.dtype) else x.astype(dtypes.default_float)
+
+
+def mean(x, axis=None, keepdims: bool = False, *, dim=None):
+    """Arithmetic mean over `axis` (integers are averaged in float32)."""
+    x = _float(x)
+    axis = dim if axis is None else axis
+    return sum(x, axis, keepdims) * (1.0 / _count(x, axis))
+
+
+def var(x, axis=None, keepdims: bool = False, ddof: int = 0, *, dim=None, correction=None, unbiased=None):
+    """Variance with NumPy's ddof=0 default; torch's `correction=` / `unbiased=` are accepted."""
+    x = _float(x)
+    axis = dim if axis is None else axis
+    if correction is not None:
+        ddof = correction
+    elif unbiased is not None:
+        ddof = int(unbiased)
+    centered = x - mean(x, axis, keepdims=True)
+    return sum(centered * centered, axis, keepdims) * (1.0 / (_count(x, axis) - ddof))
+
+
+def std(x, axis=None, keepdims: bool = False, ddof: int = 0, *, dim=None, correction=None, unbiased=None):
+    """Standard deviation, sqrt(var) with the same arguments."""
+    return sqrt(var(x, axis, keepdims, ddof, dim=dim, correction=correction, unbiased=unbiased))
+
+
+def logsumexp(x, axis=None, keepdims: bool = False, *, dim=None):
+    """log(sum(exp(x))) computed stably; its gradient is the softmax."""
+    x = _float(x)
+    axis = dim if axis is None else axis
+    m = max(x, axis, keepdims=True).detach()
+    m = where(isfinite(m), m, 0.0)
+    s = sum(exp(x - m), axis, keepdims)
+    return log(s) + (m if keepdims else m.reshape(s.shape))
+
+
+def sum_to(x, shape: tuple):
+    """Sum `x` down to `shape` (the inverse of broadcasting); the engine's one reduction step."""
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
+    out = sum(x, axes, keepdims=True) if axes else x
+    return out.reshape(shape)
