@@ -1,0 +1,64 @@
+"""Forward mode: ga.jvp attaches tangents at a fresh level and reads them off the outputs.
+
+Each op computes its output tangent from its inputs' tangents with its JVP rule, in the same pass as
+the forward (see function.apply); there is no backward pass. Distinct levels keep nested jvp calls
+apart, so d/dx [x * d/dy (x + y)] is 1, not 2 (no perturbation confusion)."""
+from __future__ import annotations
+
+from ..errors import ShapeError
+from .mode import new_level
+
+
+def make_dual(primal, tangent, level: int):
+    """An alias of `primal` (same memory and graph) that carries `tangent` at `level`."""
+    from ..ops.common import as_tensor
+
+    tangent = as_tensor(tangent, primal)
+    if tangent.shape != primal.shape:
+        raise ShapeError(f"jvp: tangent shape {tangent.shape} does not match primal shape {primal.shape}")
+    if tangent.dtype != primal.dtype:
+        tangent = tangent.astype(primal.dtype)
+    dual = primal._alias()
+    dual.grad_fn = primal.grad_fn
+    dual._requires_grad = primal._requires_grad
+    dual._fw = {**(primal._fw or {}), level: tangent}
+    return dual
+
+
+def unpack_dual(out, level: int):
+    """(primal without `level`'s tangent, that tangent or zeros)."""
+    from ..creation import zeros_like
+
+    fw = out._fw or {}
+    tangent = fw.get(level)
+    if tangent is None:
+        tangent = zeros_like(out)
+    primal = out._alias()
+    primal.grad_fn = out.grad_fn
+    primal._requires_grad = out._requires_grad
+    rest = {k: v for k, v in fw.items() if k != level}
+    primal._fw = rest or None
+    return primal, tangent
+
+
+def _tree_map(fn, tree):
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_tree_map(fn, t) for t in tree)
+    return fn(tree)
+
+
+def jvp(f, primals, tangents):
+    """(f(*primals), J_f(primals) @ tangents) in one forward pass; primals/tangents are tuples."""
+    from ..ops.common import as_tensor
+
+    primals = tuple(primals) if isinstance(primals, (tuple, list)) else (primals,)
+    tangents = tuple(tangents) if isinstance(tangents, (tuple, list)) else (tangents,)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    level = new_level()
+    duals = [make_dual(as_tensor(p), t, level) for p, t in zip(primals, tangents)]
+    out = f(*duals)
+    pairs = _tree_map(lambda o: unpack_dual(o, level), out)
+    if isinstance(out, (tuple, list)):
+        return type(out)(p for p, _ in pairs), type(out)(t for _, t in pairs)
+    return pairs
