@@ -27,7 +27,7 @@ def _matmul_grad_b(c, g):
     if a.ndim == 1:
         return a.reshape(-1, 1) @ g.unsqueeze(-2)
     if len(b_shape) == 1:
-        return a.mT @ g
+        return (a.mT @ g.unsqueeze(-1)).squeeze(-1)
     return a.mT @ g
 
 

@@ -43,7 +43,7 @@ CONCATENATE = Op("concatenate", lambda xp, *xs, axis: xp.concatenate(xs, axis=ax
                  vjp=_concat_vjp, jvp=_concat_jvp)
 
 
-def _unpad(g, c):
+def _unpad(c, g):
     index = tuple(slice(lo, lo + n) for (lo, _), n in zip(c.pad_width, c.shapes[0]))
     return g[index]
 
