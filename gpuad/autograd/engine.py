@@ -16,36 +16,42 @@ def _sum_to(g, shape, dtype):
     return g
 
 
-def _topological_counts(root_nodes, stop_nodes):
-    """For each reachable node, how many edges point at it (so it runs after all its consumers)."""
-    deps: dict[Node, int] = {}
-    stack = list(root_nodes)
-    seen = set(stack)
+def _plan(root_nodes, target_nodes, target_leaves):
+    """The nodes backward must run (those with a path to a target), and for each how many of those
+    nodes point at it, so it runs only after all its consumers. Post-order DFS, no recursion."""
+    needed: dict[Node, bool] = {}
+    stack = [(n, False) for n in root_nodes]
     while stack:
-        node = stack.pop()
-        if node in stop_nodes:
-            continue
-        for edge in node.edges:
-            if type(edge) is Node:
-                deps[edge] = deps.get(edge, 0) + 1
-                if edge not in seen:
-                    seen.add(edge)
-                    stack.append(edge)
-    return deps
+        node, children_done = stack.pop()
+        if children_done:
+            needed[node] = node in target_nodes or any(
+                needed.get(e, False) if type(e) is Node else (e is not None and
+                                                              (target_leaves is None or id(e) in target_leaves))
+                for e in node.edges)
+        elif node not in needed:
+            needed[node] = False
+            stack.append((node, True))
+            stack.extend((e, False) for e in node.edges if type(e) is Node and e not in needed)
+    deps: dict[Node, int] = {}
+    for node, keep in needed.items():
+        if keep:
+            for e in node.edges:
+                if type(e) is Node and needed[e]:
+                    deps[e] = deps.get(e, 0) + 1
+    return needed, deps
 
 
 def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=False):
     """Backpropagate `grads` from `roots`.
 
     Without `inputs`, leaf gradients accumulate into `.grad`; with `inputs`, their gradients are
-    returned (None where unreachable) and no `.grad` is touched, as torch.autograd.grad does."""
-    targets = None
+    returned (None where unreachable) and no `.grad` is touched, as torch.autograd.grad does; only
+    nodes on a path to an input run (an enclosing graph stays untouched)."""
+    targets = target_nodes = None
     if inputs is not None:
         targets = {id(t): i for i, t in enumerate(inputs)}
         results = [None] * len(inputs)
-        stop_nodes = {t.grad_fn: i for i, t in enumerate(inputs) if t.grad_fn is not None}
-    else:
-        stop_nodes = {}
+        target_nodes = {t.grad_fn: i for i, t in enumerate(inputs) if t.grad_fn is not None}
 
     def deliver_leaf(leaf, g):
         if targets is not None:
@@ -71,39 +77,41 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
         pending[node] = g if node not in pending else pending[node] + g
         root_nodes.append(node)
 
-    deps = _topological_counts(root_nodes, stop_nodes)
-    ready = [n for n in dict.fromkeys(root_nodes) if deps.get(n, 0) == 0]
+    needed, deps = _plan(root_nodes, target_nodes or {}, targets)
+    ready = [n for n in dict.fromkeys(root_nodes) if needed[n] and deps.get(n, 0) == 0]
     with set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()
             g = pending.pop(node, None)
-            if node in stop_nodes:
-                i = stop_nodes[node]
+            if target_nodes and node in target_nodes and g is not None:
+                i = target_nodes[node]
                 results[i] = g if results[i] is None else results[i] + g
-                continue
             if node.retained is not None and g is not None:
                 kept = node.retained()
                 if kept is not None:
                     kept.grad = g.detach() if kept.grad is None else (kept.grad + g).detach()
             if g is not None:
-                _run_node(node, g, create_graph, pending, deliver_leaf)
+                _run_node(node, g, create_graph, pending, deliver_leaf, needed, targets)
             if not retain_graph:
                 node.free()
             for edge in node.edges:
-                if type(edge) is Node:
+                if type(edge) is Node and needed[edge]:
                     deps[edge] -= 1
                     if deps[edge] == 0:
                         ready.append(edge)
     return results if inputs is not None else None
 
 
-def _run_node(node, g, create_graph, pending, deliver_leaf):
-    """Run the VJP rules of the inputs that need a gradient and route the results along the edges."""
+def _run_node(node, g, create_graph, pending, deliver_leaf, needed, targets):
+    """Run the VJP rules of the inputs that lead to a target and route the results along the edges."""
+    todo = [i for i, edge in enumerate(node.edges) if edge is not None and (
+        needed[edge] if type(edge) is Node else targets is None or id(edge) in targets)]
+    if not todo:
+        return
     op = node.op
     ctx = node.context(create_graph)
-    for i, edge in enumerate(node.edges):
-        if edge is None:
-            continue
+    for i in todo:
+        edge = node.edges[i]
         gi = op.vjp(ctx, g, i) if op.variadic else op.vjp[i](ctx, g)
         if gi is None:
             continue

@@ -1,6 +1,7 @@
 """Helpers shared by the op modules: turning operands into tensors, and axis normalization."""
 from __future__ import annotations
 
+from ..dtypes import default_float
 from ..tensor import Tensor, _scalar_like, tensor
 
 NO_PARAMS: dict = {}
@@ -16,15 +17,22 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
 
 
 def operands(a, b) -> tuple[Tensor, Tensor]:
-    """Both operands of a binary op as tensors; a Python scalar takes its partner's dtype kind."""
+    """Both operands of a binary op as tensors. A Python scalar takes its partner's dtype, except that
+    a float scalar with an integer tensor gives float32 (the default float), as in PyTorch."""
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
             return a, b
-        return a, _scalar_like(b, a)
+        return _with_scalar(a, b), _scalar_like(b, a)
     if isinstance(b, Tensor):
-        return _scalar_like(a, b), b
+        return _scalar_like(a, b), _with_scalar(b, a)
     a = tensor(a)
-    return a, _scalar_like(b, a)
+    return _with_scalar(a, b), _scalar_like(b, a)
+
+
+def _with_scalar(t: Tensor, scalar) -> Tensor:
+    if isinstance(scalar, float) and t._data.dtype.kind in "iub":
+        return t.astype(default_float)
+    return t
 
 
 def normalize_axis(axis, ndim: int, op: str) -> tuple | None:
