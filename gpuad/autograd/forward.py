@@ -6,7 +6,17 @@ apart, so d/dx [x * d/dy (x + y)] is 1, not 2 (no perturbation confusion)."""
 from __future__ import annotations
 
 from ..errors import ShapeError
+from .function import Op, apply
 from .mode import new_level
+
+# The identity as an op: a new tensor on the same memory whose graph edge leads to its input, so a
+# dual (or an unpacked primal) of a leaf that requires grad still passes gradients to that leaf.
+ALIAS = Op("alias", lambda xp, x: x, vjp=(lambda c, g: g,), jvp=(lambda c, t: t,), view=True)
+
+
+def alias(t):
+    """`t` under a new name, connected to its graph and carrying its tangents."""
+    return apply(ALIAS, (t,), {})
 
 
 def make_dual(primal, tangent, level: int):
@@ -18,9 +28,7 @@ def make_dual(primal, tangent, level: int):
         raise ShapeError(f"jvp: tangent shape {tangent.shape} does not match primal shape {primal.shape}")
     if tangent.dtype != primal.dtype:
         tangent = tangent.astype(primal.dtype)
-    dual = primal._alias()
-    dual.grad_fn = primal.grad_fn
-    dual._requires_grad = primal._requires_grad
+    dual = alias(primal)
     dual._fw = {**(primal._fw or {}), level: tangent}
     return dual
 
@@ -33,9 +41,7 @@ def unpack_dual(out, level: int):
     tangent = fw.get(level)
     if tangent is None:
         tangent = zeros_like(out)
-    primal = out._alias()
-    primal.grad_fn = out.grad_fn
-    primal._requires_grad = out._requires_grad
+    primal = alias(out)
     rest = {k: v for k, v in fw.items() if k != level}
     primal._fw = rest or None
     return primal, tangent

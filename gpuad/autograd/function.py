@@ -67,15 +67,19 @@ def apply(op: Op, inputs: tuple, params: dict):
     out = Tensor._wrap(data, params["device"] if op.moves_device else backend)
     if op.view:
         out._version = inputs[0]._version
+    dual = False
     for t in inputs:
         if t._fw is not None:
-            _propagate_tangents(op, inputs, params, out)
+            dual = True
+            out._fw = {}  # filled below; a node saving "y" shares this dict, so y keeps its tangents
             break
     if state.grad_enabled and op.differentiable and out._data.dtype.kind == "f":
         for t in inputs:
             if t._requires_grad:
                 _record(op, inputs, params, out)
                 break
+    if dual:  # after _record: JVP rules reading y then see it on the graph (grad of jvp)
+        _propagate_tangents(op, inputs, params, out)
     return out
 
 
@@ -122,9 +126,9 @@ def _propagate_tangents(op, inputs, params, out) -> None:
     cap = state.fw_cap
     levels = sorted({lvl for t in inputs if t._fw for lvl in t._fw if lvl < cap})
     if not levels or op.jvp is None:
+        out._fw = None
         return
     ctx = rule_context(op, inputs, params, out)
-    out._fw = {}
     for level in levels:
         tangents = [t._fw.get(level) if t._fw else None for t in inputs]
         state.fw_cap = level
