@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from opinfo import NONDIFF, OPS, sample_inputs
 
 import gpuad as ga
 from gpuad.autograd import grad as autograd_grad
-
-from opinfo import NONDIFF, OPS, sample_inputs
 
 CASES = [pytest.param(info, sample, id=f"{info.name}-{i}") for info in OPS for i, sample in enumerate(info.samples)]
 GRAD_CASES = [c for c in CASES if c.values[0].grad]

@@ -1,7 +1,8 @@
 """The backend registry: names -> backend objects, and device strings -> backends, resolved once."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import devices
 
