@@ -9,9 +9,10 @@ from .node import Node
 
 def _sum_to(g, shape, dtype):
     """Undo broadcasting (and promotion): the one place a gradient is reduced to its input's shape."""
-    if g.shape != shape:
+    if g._data.shape != shape:
         g = g.sum_to(shape)
-    if g.dtype != dtype:
+    have = g._data.dtype
+    if have is not dtype and have != dtype:  # identity first: NumPy's dtypes are mostly singletons
         g = g.astype(dtype)
     return g
 
@@ -19,6 +20,20 @@ def _sum_to(g, shape, dtype):
 def _plan(root_nodes, target_nodes, target_leaves):
     """The nodes backward must run (those with a path to a target), and for each how many of those
     nodes point at it, so it runs only after all its consumers. Post-order DFS, no recursion."""
+    if target_leaves is None and not target_nodes:
+        # .backward(): every recorded node has an edge to a node or a leaf that requires grad, so
+        # every reachable node is needed; one counting pass suffices (half the cost per node)
+        needed = dict.fromkeys(root_nodes, True)
+        deps: dict[Node, int] = {}
+        stack = list(needed)
+        while stack:
+            for e in stack.pop().edges:
+                if type(e) is Node:
+                    deps[e] = deps.get(e, 0) + 1
+                    if e not in needed:
+                        needed[e] = True
+                        stack.append(e)
+        return needed, deps
     needed: dict[Node, bool] = {}
     stack = [(n, False) for n in root_nodes]
     while stack:

@@ -56,8 +56,9 @@ def apply(op: Op, inputs: tuple, params: dict):
             raise DeviceError(
                 f"{op.name}: expected all tensors on the same device, got {_describe(inputs)}; "
                 "move them with .to(device) first")
+    arrays = [t._data for t in inputs]
     try:
-        data = op.forward(backend.xp, *[t._data for t in inputs], **params)
+        data = op.forward(backend.xp, *arrays, **params)
     except GpuadError:
         raise
     except IndexError as exc:
@@ -73,23 +74,27 @@ def apply(op: Op, inputs: tuple, params: dict):
             dual = True
             out._fw = {}  # filled below; a node saving "y" shares this dict, so y keeps its tangents
             break
-    if state.grad_enabled and op.differentiable and out._data.dtype.kind == "f":
+    if state.grad_enabled and op.differentiable and data.dtype.kind == "f":
         for t in inputs:
             if t._requires_grad:
-                _record(op, inputs, params, out)
+                _record(op, inputs, arrays, params, out)
                 break
     if dual:  # after _record: JVP rules reading y then see it on the graph (grad of jvp)
         _propagate_tangents(op, inputs, params, out)
     return out
 
 
-def _record(op, inputs, params, out) -> None:
+def _record(op, inputs, arrays, params, out) -> None:
     """Attach a Node to `out` that saves only what the VJP rules of the inputs needing grad read."""
     names = {}
+    edges = []
     for i, t in enumerate(inputs):
         if t._requires_grad:
+            edges.append(t.grad_fn or t)
             for name in op.save[0 if op.variadic else i]:
                 names[name] = True
+        else:
+            edges.append(None)
     saved = {}
     for name in names:
         if name == "y":
@@ -99,9 +104,8 @@ def _record(op, inputs, params, out) -> None:
         else:
             t = inputs[op.args.index(name)]
             saved[name] = (t, t._version[0])
-    edges = tuple((t.grad_fn or t) if t._requires_grad else None for t in inputs)
-    out.grad_fn = Node(op, params, edges, tuple(t.shape for t in inputs),
-                       tuple(t._data.dtype for t in inputs), saved)
+    out.grad_fn = Node(op, params, tuple(edges), tuple([a.shape for a in arrays]),
+                       tuple([a.dtype for a in arrays]), saved)
     out._requires_grad = True
 
 

@@ -10,7 +10,7 @@ class Ctx:
     """What a rule sees: saved tensors and the op's parameters as attributes, plus input shapes/dtypes."""
 
     def __init__(self, values: dict):
-        self.__dict__.update(values)
+        self.__dict__ = values  # a fresh dict from the caller: adopted, not copied
 
 
 class Node:
@@ -52,6 +52,8 @@ class Node:
         for name, entry in self.saved.items():
             if type(entry) is tuple and entry and type(entry[0]) is tuple:
                 values[name] = tuple(self._unpack(name, e, create_graph) for e in entry)
+            elif entry[0]._version[0] == entry[1] and (name != "y" or not create_graph):
+                values[name] = entry[0]  # the common case, inlined: unchanged, nothing to reconnect
             else:
                 values[name] = self._unpack(name, entry, create_graph)
         return Ctx(values)

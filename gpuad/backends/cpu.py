@@ -7,6 +7,7 @@ import types
 import numpy as np
 
 _erf_ufunc = None
+_ndarray = np.ndarray
 
 
 def _erf(x, out=None):
@@ -48,25 +49,27 @@ class HostMemory:
         self.peak = 0
         self._owners: dict[int, list] = {}
 
-    @staticmethod
-    def _root(arr):
-        while isinstance(arr.base, np.ndarray):
-            arr = arr.base
-        return arr
-
+    # track/untrack run for every tensor made and freed: the root walk is inlined (no helper call)
     def track(self, arr) -> None:
-        root = self._root(arr)
-        entry = self._owners.get(id(root))
+        base = arr.base
+        while isinstance(base, _ndarray):
+            arr, base = base, base.base
+        key = id(arr)
+        entry = self._owners.get(key)
         if entry is None:
-            self._owners[id(root)] = [root.nbytes, 1]
-            self.current += root.nbytes
-            if self.current > self.peak:
-                self.peak = self.current
+            nbytes = arr.nbytes
+            self._owners[key] = [nbytes, 1]
+            current = self.current = self.current + nbytes
+            if current > self.peak:
+                self.peak = current
         else:
             entry[1] += 1
 
     def untrack(self, arr) -> None:
-        key = id(self._root(arr))
+        base = arr.base
+        while isinstance(base, _ndarray):
+            arr, base = base, base.base
+        key = id(arr)
         entry = self._owners.get(key)
         if entry is None:
             return
@@ -95,6 +98,9 @@ class CPUBackend:
             self.kernel_target = "numpy"
         self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add)
         self.memory = HostMemory()
+        # per-tensor hot path: Tensor calls the accounting's bound methods directly (one call less)
+        self.track = self.memory.track
+        self.untrack = self.memory.untrack
         self.rng = np.random.default_rng(0)
 
     def __repr__(self) -> str:
@@ -120,12 +126,6 @@ class CPUBackend:
         """Nothing to wait for: NumPy work is synchronous."""
 
     # memory
-    def track(self, arr) -> None:
-        self.memory.track(arr)
-
-    def untrack(self, arr) -> None:
-        self.memory.untrack(arr)
-
     def memory_stats(self) -> dict:
         m = self.memory
         return {"current_bytes": m.current, "peak_bytes": m.peak, "pool_bytes": 0,
