@@ -114,7 +114,13 @@ def test_no_grad_records_nothing_and_is_a_decorator():
     def f(t):
         return t * 2
 
-    assert f(x).grad_fn is None
+    @ga.no_grad
+    def g(t):
+        return t * 2
+
+    assert f(x).grad_fn is None and g(x).grad_fn is None and g.__name__ == "g"
+    with ga.set_grad_enabled(False):
+        assert ga.set_grad_enabled(True)(lambda: ga.is_grad_enabled())()
 
 
 def test_no_grad_is_thread_local():

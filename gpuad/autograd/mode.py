@@ -22,9 +22,16 @@ def is_grad_enabled() -> bool:
 
 
 class _GradMode:
-    """Context manager and decorator that sets grad mode and restores the previous one."""
+    """Context manager and decorator (`@ga.no_grad` or `@ga.no_grad()`) that sets grad mode."""
 
     enabled = True
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        return self(fn) if callable(fn) else self
+
+    def __init__(self, fn=None):
+        pass
 
     def __enter__(self):
         self._prev = state.grad_enabled
@@ -36,10 +43,13 @@ class _GradMode:
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)():
+            with self._fresh():
                 return fn(*args, **kwargs)
 
         return wrapper
+
+    def _fresh(self):
+        return type(self)()
 
 
 class no_grad(_GradMode):
@@ -59,6 +69,9 @@ class set_grad_enabled(_GradMode):
 
     def __init__(self, mode: bool):
         self.enabled = bool(mode)
+
+    def _fresh(self):
+        return set_grad_enabled(self.enabled)
 
 
 def new_level() -> int:
