@@ -1,0 +1,187 @@
+"""Primitives for neural networks, forward / VJP / JVP side by side.
+
+Convolution is composed: `im2col` (a linear primitive; its transpose is `col2im`) followed by one
+matmul, so its gradients and forward-mode tangents come from those two rules plus matmul's. Max
+pooling is a primitive whose gradient scatters to each window's argmax (the first one, as PyTorch);
+the scatter and its transpose, the gather, are primitives too, so double backward works. Softmax and
+log-softmax are fused primitives: one forward kernel and one-line rules instead of the seven ops of
+the composed logsumexp (measured in benchmarks/training.py's notes, docs/training.md).
+
+Window arrays use the layout (C, kh, kw, N, Ho, Wo): channel-major, so that the im2col matrix is a
+free reshape of it and a convolution is a single (O, C*kh*kw) @ (C*kh*kw, N*Ho*Wo) matmul.
+"""
+from __future__ import annotations
+
+from ..autograd.function import Op, apply
+from ..errors import ShapeError
+from .common import as_tensor
+from .reduce import sum as _sum
+
+
+def out_size(n: int, k: int, s: int, p: int, d: int) -> int:
+    """Output length of a sliding window (floor mode), as PyTorch computes it."""
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _patches(xp, x, kernel, stride, padding, dilation, value=0.0):
+    """(A, B, H, W) -> (A, kh, kw, B, Ho, Wo): every window position, one strided copy per offset."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    a, b, h, w = x.shape
+    ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=value)
+    out = xp.empty((a, kh, kw, b, ho, wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i, j] = x[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+    return out
+
+
+def _fold(xp, p, shape, kernel, stride, padding, dilation):
+    """The transpose of _patches: (A, kh, kw, B, Ho, Wo) summed back into (A, B, H, W)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    a, b, h, w = shape
+    ho, wo = p.shape[4], p.shape[5]
+    out = xp.zeros((a, b, h + 2 * ph, w + 2 * pw), dtype=p.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += p[:, i, j]
+    return out[:, :, ph:ph + h, pw:pw + w]
+
+
+def _im2col(xp, x, kernel, stride, padding, dilation):
+    p = _patches(xp, x.transpose(1, 0, 2, 3), kernel, stride, padding, dilation)
+    c, kh, kw, n, ho, wo = p.shape
+    return p.reshape(c * kh * kw, n * ho * wo)
+
+
+def _col2im(xp, cols, shape, kernel, stride, padding, dilation):
+    n, c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    p = cols.reshape(c, kh, kw, n, out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw))
+    return _fold(xp, p, (c, n, h, w), kernel, stride, padding, dilation).transpose(1, 0, 2, 3)
+
+
+def _window_params(c):
+    return {"kernel": c.kernel, "stride": c.stride, "padding": c.padding, "dilation": c.dilation}
+
+
+IM2COL = Op("im2col", _im2col,
+            vjp=(lambda c, g: col2im(g, c.shapes[0], **_window_params(c)),),
+            jvp=(lambda c, t: apply(IM2COL, (t,), _window_params(c)),))
+COL2IM = Op("col2im", _col2im,
+            vjp=(lambda c, g: apply(IM2COL, (g,), _window_params(c)),),
+            jvp=(lambda c, t: col2im(t, c.shape, **_window_params(c)),))
+
+
+def im2col(x, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """(N, C, H, W) -> (C*kh*kw, N*Ho*Wo): every receptive field as a column (zero padded)."""
+    return apply(IM2COL, (x,), {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation})
+
+
+def col2im(cols, shape, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+    """The transpose of im2col: columns summed back into an (N, C, H, W) image of `shape`."""
+    return apply(COL2IM, (cols,), {"shape": tuple(shape), "kernel": kernel, "stride": stride,
+                                   "padding": padding, "dilation": dilation})
+
+
+# ---- max pooling --------------------------------------------------------------------------------
+def _pool_windows(xp, x, kernel, stride, padding, dilation, value):
+    """x (N, C, H, W) as windows (C, kh*kw, N, Ho, Wo), padded with `value`."""
+    p = _patches(xp, x.transpose(1, 0, 2, 3), kernel, stride, padding, dilation, value)
+    c, kh, kw, n, ho, wo = p.shape
+    return p.reshape(c, kh * kw, n, ho, wo)
+
+
+def _argmax(xp, x, kernel, stride, padding, dilation):
+    """Index in its window of each window's (first) maximum, shape (C, 1, N, Ho, Wo)."""
+    windows = _pool_windows(xp, x, kernel, stride, padding, dilation, -xp.inf)
+    return xp.expand_dims(xp.argmax(windows, axis=1), 1)
+
+
+def _max_pool(xp, x, kernel, stride, padding, dilation):
+    windows = _pool_windows(xp, x, kernel, stride, padding, dilation, -xp.inf)
+    return windows.max(axis=1).transpose(1, 0, 2, 3)
+
+
+def _pool_gather(xp, x, h, kernel, stride, padding, dilation):
+    """h at the argmax of x in each window (N, C, Ho, Wo)."""
+    idx = _argmax(xp, x, kernel, stride, padding, dilation)
+    windows = _pool_windows(xp, h, kernel, stride, padding, dilation, 0.0)
+    return xp.take_along_axis(windows, idx, axis=1)[:, 0].transpose(1, 0, 2, 3)
+
+
+def _pool_scatter(xp, x, g, kernel, stride, padding, dilation):
+    """g (N, C, Ho, Wo) added at the argmax of x in each window: an array shaped like x."""
+    idx = _argmax(xp, x, kernel, stride, padding, dilation)
+    c, _, n, ho, wo = idx.shape
+    kh, kw = kernel
+    offsets = xp.arange(kh * kw).reshape(1, kh * kw, 1, 1, 1)
+    onehot = (offsets == idx) * xp.expand_dims(g.transpose(1, 0, 2, 3), 1)
+    p = onehot.reshape(c, kh, kw, n, ho, wo)
+    return _fold(xp, p, (c, n) + x.shape[2:], kernel, stride, padding, dilation).transpose(1, 0, 2, 3)
+
+
+def _pool(op, x, h, c):
+    return apply(op, (x, h), _window_params(c))
+
+
+MAX_POOL = Op("max_pool2d", _max_pool, save="x",
+              vjp=(lambda c, g: _pool(POOL_SCATTER, c.x, g, c),),
+              jvp=(lambda c, t: _pool(POOL_GATHER, c.x, t, c),))
+POOL_SCATTER = Op("max_pool2d_scatter", _pool_scatter, args=("x", "g"), save=("", "x"),
+                  vjp=(None, lambda c, h: _pool(POOL_GATHER, c.x, h, c)),
+                  jvp=(None, lambda c, t: _pool(POOL_SCATTER, c.x, t, c)))
+POOL_GATHER = Op("max_pool2d_gather", _pool_gather, args=("x", "h"), save=("", "x"),
+                 vjp=(None, lambda c, g: _pool(POOL_SCATTER, c.x, g, c)),
+                 jvp=(None, lambda c, t: _pool(POOL_GATHER, c.x, t, c)))
+
+
+def max_pool2d(x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
+    """Max over each window of an (N, C, H, W) tensor; the gradient goes to the first maximum."""
+    return apply(MAX_POOL, (x,), {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation})
+
+
+# ---- softmax and log-softmax: fused, one pass forward and one-line rules -------------------------
+def _softmax(xp, x, axis):
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def _log_softmax(xp, x, axis):
+    s = x - x.max(axis=axis, keepdims=True)
+    s -= xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
+    return s
+
+
+def _softmax_rule(c, g):
+    """Both modes: y * (g - sum(g * y)) (the softmax Jacobian is symmetric)."""
+    return c.y * (g - _sum(g * c.y, c.axis, keepdims=True))
+
+
+SOFTMAX = Op("softmax", _softmax, save="y", vjp=(_softmax_rule,), jvp=(_softmax_rule,))
+LOG_SOFTMAX = Op("log_softmax", _log_softmax, save="y",
+                 vjp=(lambda c, g: g - c.y.exp() * _sum(g, c.axis, keepdims=True),),
+                 jvp=(lambda c, t: t - _sum(c.y.exp() * t, c.axis, keepdims=True),))
+
+
+def _softmax_axis(x, axis, name):
+    x = as_tensor(x)
+    if x.ndim == 0:
+        raise ShapeError(f"{name}: needs at least one dimension, got a 0-d tensor")
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"{name}: axis {axis} is out of range for shape {x.shape}")
+    return x, axis % x.ndim
+
+
+def softmax(x, axis: int = -1):
+    """exp(x) / sum(exp(x)) along `axis`, computed stably (max subtracted)."""
+    x, axis = _softmax_axis(x, axis, "softmax")
+    return apply(SOFTMAX, (x,), {"axis": axis})
+
+
+def log_softmax(x, axis: int = -1):
+    """x - logsumexp(x) along `axis`, computed stably."""
+    x, axis = _softmax_axis(x, axis, "log_softmax")
+    return apply(LOG_SOFTMAX, (x,), {"axis": axis})
