@@ -77,15 +77,19 @@ def apply(op: Op, inputs: tuple, params: dict):
     if state.grad_enabled and op.differentiable and data.dtype.kind == "f":
         for t in inputs:
             if t._requires_grad:
-                _record(op, inputs, arrays, params, out)
+                _record(op, inputs, params, out, arrays)
                 break
     if dual:  # after _record: JVP rules reading y then see it on the graph (grad of jvp)
         _propagate_tangents(op, inputs, params, out)
     return out
 
 
-def _record(op, inputs, arrays, params, out) -> None:
-    """Attach a Node to `out` that saves only what the VJP rules of the inputs needing grad read."""
+def _record(op, inputs, params, out, arrays=None) -> None:
+    """Attach a Node to `out` that saves only what the VJP rules of the inputs needing grad read.
+
+    `arrays` are the inputs' arrays when the caller (apply) already has them."""
+    if arrays is None:
+        arrays = [t._data for t in inputs]
     names = {}
     edges = []
     for i, t in enumerate(inputs):
