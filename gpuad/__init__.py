@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from . import ops as _ops  # binds operators and methods onto Tensor
 from . import autograd, backends, cuda, memory
+from .autograd.checkpoint import checkpoint
 from .autograd.forward import jvp
+from .autograd.gradcheck import gradcheck
+from .autograd.transforms import grad, hessian, hvp, jacfwd, jacrev, value_and_grad, vjp
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (arange, empty, eye, full, full_like, linspace, manual_seed, ones, ones_like, rand,
                        randint, randn, zeros, zeros_like)
