@@ -14,7 +14,7 @@ def _shape(shape) -> tuple:
 
 def _make(fill, dtype, device, requires_grad: bool) -> Tensor:
     backend = _backend_of(device)
-    t = Tensor._wrap(fill(backend.xp, dtypes.resolve(dtype) or dtypes.default_float), backend)
+    t = Tensor._wrap(fill(backend, dtypes.resolve(dtype) or dtypes.default_float), backend)
     if requires_grad:
         t.requires_grad = True
     return t
@@ -22,17 +22,17 @@ def _make(fill, dtype, device, requires_grad: bool) -> Tensor:
 
 def zeros(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     shape = _shape(shape)
-    return _make(lambda xp, dt: xp.zeros(shape, dt), dtype, device, requires_grad)
+    return _make(lambda b, dt: b.xp.zeros(shape, dt), dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     shape = _shape(shape)
-    return _make(lambda xp, dt: xp.ones(shape, dt), dtype, device, requires_grad)
+    return _make(lambda b, dt: b.xp.ones(shape, dt), dtype, device, requires_grad)
 
 
 def empty(*shape, dtype=None, device=None) -> Tensor:
     shape = _shape(shape)
-    return _make(lambda xp, dt: xp.empty(shape, dt), dtype, device, False)
+    return _make(lambda b, dt: b.xp.empty(shape, dt), dtype, device, False)
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -41,7 +41,7 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad: bool = False
     if dtype is None:
         dtype = dtypes.bool_ if isinstance(fill_value, bool) else (
             dtypes.int64 if isinstance(fill_value, int) else dtypes.default_float)
-    return _make(lambda xp, dt: xp.full(shape, fill_value, dt), dtype, device, requires_grad)
+    return _make(lambda b, dt: b.xp.full(shape, fill_value, dt), dtype, device, requires_grad)
 
 
 def _like(x, dtype, device):
@@ -69,15 +69,15 @@ def arange(start, stop=None, step=1, dtype=None, device=None) -> Tensor:
         start, stop = 0, start
     if dtype is None:
         dtype = dtypes.int64 if all(isinstance(v, int) for v in (start, stop, step)) else dtypes.default_float
-    return _make(lambda xp, dt: xp.arange(start, stop, step, dtype=dt), dtype, device, False)
+    return _make(lambda b, dt: b.xp.arange(start, stop, step, dtype=dt), dtype, device, False)
 
 
 def linspace(start, stop, num: int = 50, dtype=None, device=None) -> Tensor:
-    return _make(lambda xp, dt: xp.linspace(start, stop, num, dtype=dt), dtype, device, False)
+    return _make(lambda b, dt: b.xp.linspace(start, stop, num, dtype=dt), dtype, device, False)
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None) -> Tensor:
-    return _make(lambda xp, dt: xp.eye(n, m, dtype=dt), dtype, device, False)
+    return _make(lambda b, dt: b.xp.eye(n, m, dtype=dt), dtype, device, False)
 
 
 def manual_seed(seed: int) -> None:
@@ -89,21 +89,13 @@ def manual_seed(seed: int) -> None:
 def randn(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the device's generator (seeded by ga.manual_seed)."""
     shape = _shape(shape)
-    backend = _backend_of(device)
-    t = Tensor._wrap(backend.randn(shape, dtypes.resolve(dtype) or dtypes.default_float), backend)
-    if requires_grad:
-        t.requires_grad = True
-    return t
+    return _make(lambda b, dt: b.randn(shape, dt), dtype, device, requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
     shape = _shape(shape)
-    backend = _backend_of(device)
-    t = Tensor._wrap(backend.rand(shape, dtypes.resolve(dtype) or dtypes.default_float), backend)
-    if requires_grad:
-        t.requires_grad = True
-    return t
+    return _make(lambda b, dt: b.rand(shape, dt), dtype, device, requires_grad)
 
 
 def randint(low: int, high: int, shape, dtype=None, device=None) -> Tensor:
