@@ -24,6 +24,8 @@ from .ops.reduce import argmax, argmin, logsumexp, max, mean, min, prod, std, su
 from .ops.shape import (broadcast_to, cat, concatenate, expand, expand_dims, flatten, flip, pad, permute,
                         repeat, reshape, split, squeeze, stack, swapaxes, tile, transpose, unsqueeze, view)
 from .tensor import Tensor, tensor
+from . import data, nn, optim  # noqa: E402  (after the core: they build on it)
+from .serialization import load, save
 
 __version__ = "0.1.0"
 _ops  # noqa: B018  (imported for its side effect)

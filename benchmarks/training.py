@@ -1,0 +1,101 @@
+"""Training-step benchmark: one full step (forward, cross-entropy, backward, optimizer update) of an MLP
+and of a small CNN, gpuad vs PyTorch on the CPU, timed in the same run with gpuad.bench.harness.compare.
+
+    python benchmarks/training.py [--threads N] [--samples 9]
+
+MLP: 784 -> 256 -> 256 -> 10 (ReLU), Adam. CNN: conv 1->16 (3x3, pad 1), ReLU, max-pool 2, conv 16->32
+(3x3, pad 1), ReLU, max-pool 2, linear 1568 -> 10, Adam. Batch 64 of 28x28 images, float32."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import gpuad as ga
+from gpuad import nn
+from gpuad.bench.harness import compare, format_table, machine_info
+
+BATCH = 64
+
+
+def gpuad_models():
+    ga.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                        nn.Linear(256, 10))
+    cnn = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(32 * 7 * 7, 10))
+    return {"mlp": mlp, "cnn": cnn}
+
+
+def torch_models(torch):
+    tnn = torch.nn
+    torch.manual_seed(0)
+    mlp = tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 256), tnn.ReLU(),
+                         tnn.Linear(256, 10))
+    cnn = tnn.Sequential(tnn.Conv2d(1, 16, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
+                         tnn.Conv2d(16, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
+                         tnn.Linear(32 * 7 * 7, 10))
+    return {"mlp": mlp, "cnn": cnn}
+
+
+def gpuad_step(model, x, y):
+    """A training-step closure for a gpuad model."""
+    opt = ga.optim.Adam(model.parameters(), lr=1e-3)
+    xt, yt = ga.tensor(x), ga.tensor(y)
+
+    def step():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def torch_step(torch, model, x, y):
+    """The same step in PyTorch (default Adam: foreach implementation)."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
+    parser.add_argument("--samples", type=int, default=9)
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: pip install torch (only for measuring)", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    x = rng.random((BATCH, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, BATCH)
+    info = machine_info()
+    print(" ".join(f"{k}={v}" for k, v in info.items()))
+    print(f"torch threads: {torch.get_num_threads()}")
+    gm, tm = gpuad_models(), torch_models(torch)
+    for name in ("mlp", "cnn"):
+        timings = compare({"torch": torch_step(torch, tm[name], x, y), "gpuad": gpuad_step(gm[name], x, y)},
+                          samples=args.samples, min_sample_s=0.2)
+        print(f"\n{name} training step, batch {BATCH} of 28x28, Adam")
+        print(format_table(timings, "torch"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
