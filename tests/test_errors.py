@@ -169,3 +169,9 @@ def test_error_is_not_a_bare_numpy_traceback():
     with pytest.raises(ga.ShapeError) as info:
         ga.ones(2, 3) * ga.ones(3, 2)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.skipif(ga.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_says_what_is_available():
+    with pytest.raises(ga.DeviceError, match=r"device 'cuda:0' is not available.*available backends: \['numpy'"):
+        ga.ones(2).to("cuda")

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import devices
+from ..errors import DeviceError
 
 _factories: dict[str, Callable[[], Any]] = {}
 _instances: dict[str, Any] = {}
@@ -77,7 +78,7 @@ def for_device(device) -> Any:
             break
     if backend is None:
         why = "; ".join(errors) or "no backend registered for it"
-        raise RuntimeError(
+        raise DeviceError(
             f"device {canonical!r} is not available ({why}); available backends: {available()}")
     _by_device[device] = backend
     _by_device[canonical] = backend
