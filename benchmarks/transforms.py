@@ -1,0 +1,109 @@
+"""Transforms benchmark: (a) the jacfwd / jacrev cost crossover, (b) Hessian-vector products.
+
+(a) f: R^n -> R^m, f(x) = W2 @ tanh(W1 @ x). jacfwd runs one JVP per input (n forward passes with
+tangents), jacrev one VJP per output (one forward, m backward passes): forward mode should win for
+(n, m) = (8, 1024) and reverse mode for (1024, 8).
+(b) f(x) = sum(tanh(A @ x)^2) with A 1024x1024: H v by forward-over-reverse (ga.hvp, jvp of grad),
+by reverse-over-reverse (grad of <grad f, v>), one gradient, and PyTorch's
+torch.func.jvp(torch.func.grad(f)) when torch is installed. Target: an HVP costs at most ~3 gradients
+and no more than PyTorch's.
+
+BLAS (and torch) run single-threaded so that the 2-core CI machine's other work does not make
+thread contention the thing measured. Run: python benchmarks/transforms.py [--out FILE].
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402  (the thread settings must precede NumPy's import)
+
+import numpy as np  # noqa: E402
+
+import gpuad as ga  # noqa: E402
+from gpuad.bench.harness import compare, format_table, machine_info  # noqa: E402
+
+
+def crossover(n: int, m: int, hidden: int = 64, samples: int = 5) -> dict:
+    """Timings of jacfwd and jacrev for f: R^n -> R^m (and the check that they agree)."""
+    rng = np.random.default_rng(0)
+    w1 = ga.tensor(rng.standard_normal((hidden, n)).astype(np.float32) / np.sqrt(n))
+    w2 = ga.tensor(rng.standard_normal((m, hidden)).astype(np.float32) / np.sqrt(hidden))
+    x = ga.tensor(rng.standard_normal(n).astype(np.float32))
+
+    def f(x):
+        return w2 @ ga.tanh(w1 @ x)
+
+    fwd, rev = ga.jacfwd(f)(x).numpy(), ga.jacrev(f)(x).numpy()
+    assert fwd.shape == (m, n) and np.allclose(fwd, rev, atol=1e-5), "jacfwd and jacrev disagree"
+    return compare({"jacfwd": lambda: ga.jacfwd(f)(x), "jacrev": lambda: ga.jacrev(f)(x)},
+                   samples=samples, min_sample_s=0.2)
+
+
+def hvp_timings(n: int = 1024, samples: int = 9) -> dict:
+    """Timings of one HVP three ways (and of one gradient), checked against each other first."""
+    rng = np.random.default_rng(0)
+    a_np = (rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
+    x_np = rng.standard_normal(n).astype(np.float32)
+    v_np = rng.standard_normal(n).astype(np.float32)
+    a, x, v = ga.tensor(a_np), ga.tensor(x_np), ga.tensor(v_np)
+
+    def f(x):
+        return (ga.tanh(a @ x) ** 2).sum()
+
+    def rev_over_rev():
+        return ga.grad(lambda x: (ga.grad(f)(x) * v).sum())(x)
+
+    hv = ga.hvp(f, (x,), (v,))[1].numpy()
+    assert np.allclose(hv, rev_over_rev().numpy(), rtol=1e-4, atol=1e-5), "HVP methods disagree"
+    impls = {"gradient (ga.grad)": lambda: ga.grad(f)(x),
+             "hvp fwd-over-rev (ga.hvp)": lambda: ga.hvp(f, (x,), (v,)),
+             "hvp rev-over-rev": rev_over_rev}
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(1)
+        at, xt, vt = torch.from_numpy(a_np), torch.from_numpy(x_np), torch.from_numpy(v_np)
+
+        def ft(x):
+            return (torch.tanh(at @ x) ** 2).sum()
+
+        hv_t = torch.func.jvp(torch.func.grad(ft), (xt,), (vt,))[1].numpy()
+        assert np.allclose(hv, hv_t, rtol=1e-4, atol=1e-5), "gpuad and PyTorch HVPs disagree"
+        impls["torch.func grad"] = lambda: torch.func.grad(ft)(xt)
+        impls["torch.func jvp(grad)"] = lambda: torch.func.jvp(torch.func.grad(ft), (xt,), (vt,))
+    return compare(impls, samples=samples, min_sample_s=0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="also write the report to this file")
+    args = parser.parse_args()
+    info = machine_info()
+    lines = ["# gpuad transforms benchmark (CPU, float32, BLAS single-threaded)",
+             "# " + ", ".join(f"{k}={v}" for k, v in info.items()), ""]
+    for n, m in ((8, 1024), (1024, 8)):
+        t = crossover(n, m)
+        winner = min(t, key=lambda k: t[k].median)
+        lines += [f"(a) Jacobian of f: R^{n} -> R^{m}  (winner: {winner}, "
+                  f"jacrev/jacfwd = {t['jacrev'].median / t['jacfwd'].median:.2f})",
+                  format_table(t, "jacfwd"), ""]
+    t = hvp_timings()
+    ref = "gradient (ga.grad)"
+    lines += ["(b) f(x) = sum(tanh(A x)^2), A 1024x1024: HVP vs one gradient", format_table(t, ref)]
+    if "torch.func jvp(grad)" in t:
+        ratio = t["hvp fwd-over-rev (ga.hvp)"].median / t["torch.func jvp(grad)"].median
+        lines.append(f"ga.hvp / torch.func jvp(grad) = {ratio:.2f}")
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
