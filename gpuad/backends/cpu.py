@@ -6,6 +6,7 @@ import types
 
 import numpy as np
 
+from . import cpu_kernels
 _erf_ufunc = None
 _ndarray = np.ndarray
 
@@ -96,7 +97,7 @@ class CPUBackend:
             self.kernel_target = "numba"
         except ImportError:
             self.kernel_target = "numpy"
-        self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add)
+        self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add, kernels=cpu_kernels)
         self.memory = HostMemory()
         # per-tensor hot path: Tensor calls the accounting's bound methods directly (one call less)
         self.track = self.memory.track
