@@ -7,6 +7,7 @@ import types
 import numpy as np
 
 from . import cpu_kernels
+
 _erf_ufunc = None
 _ndarray = np.ndarray
 
