@@ -1,10 +1,90 @@
-"""`gpuad bench` (filled in by the benchmark issue)."""
+"""`gpuad bench`: kernel, training and memory benchmarks in one process, each implementation checked
+against its reference before it is timed, with ratios to the comparisons measured in the same run.
+
+    gpuad bench --suite kernels|training|memory|all --device cpu|cuda --compare torch,jax
+                --json F --plot F.png [--sizes 1024 2**20 ...] [--repeat N]
+"""
 from __future__ import annotations
 
+import argparse
+import json
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--suite", choices=["kernels", "training", "memory", "all"], default="all")
+SUITES = ("kernels", "training", "memory")
+
+
+def _size(text: str) -> int:
+    """An element count: `65536` or `2**16`."""
+    base, _, exp = text.partition("**")
+    try:
+        return int(base) ** int(exp) if exp else int(base)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (write 65536 or 2**16)") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `gpuad bench`."""
+    parser.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--compare", default="torch,jax",
+                        help="comma-separated comparisons; those not installed are skipped with a note")
+    parser.add_argument("--json", metavar="F", help="write every sample, machine, versions and command")
+    parser.add_argument("--plot", metavar="F.png", help="throughput vs size (log-log) and ratio bars")
+    parser.add_argument("--sizes", nargs="+", type=_size, metavar="N",
+                        help="kernel sizes in elements (default 2**10 2**12 ... 2**24)")
+    parser.add_argument("--repeat", type=int, default=7, help="timed samples per implementation (median)")
+    parser.add_argument("--min-time", type=float, default=0.02,
+                        help="seconds one sample lasts at least (calls are repeated until it does)")
+
+
+def _command(args) -> str:
+    """The command line that reproduces this run (from the parsed options)."""
+    parts = ["gpuad bench", f"--suite {args.suite}", f"--device {args.device}", f"--compare {args.compare}"]
+    if args.sizes:
+        parts.append("--sizes " + " ".join(map(str, args.sizes)))
+    parts += [f"--repeat {args.repeat}", f"--min-time {args.min_time}"]
+    parts += [f"--{k} {getattr(args, k)}" for k in ("json", "plot") if getattr(args, k)]
+    return " ".join(parts)
 
 
 def run(args) -> int:
-    raise SystemExit("gpuad bench: not implemented yet")
+    """Run the chosen suites, print their tables and write the JSON and plot if asked."""
+    from .cases import Env, run_case
+    from .harness import copy_bandwidth, machine_info
+
+    compare = tuple(c.strip() for c in (args.compare or "").split(",") if c.strip())
+    env = Env(device=args.device, samples=max(1, args.repeat), min_sample_s=args.min_time, compare=compare)
+    if args.sizes:
+        env.sizes = sorted(args.sizes)
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    info = machine_info(env.device, command=_command(args))
+    env.bandwidth = copy_bandwidth(xp=env.xp, clock=env.clock, samples=max(3, env.samples))
+    info["copy_bandwidth_gbs"] = env.bandwidth
+    print(f"gpuad bench on {env.device}: {info['processor']}, {info['cpus']} cpus"
+          + (f", {info['gpu']}" if "gpu" in info else "") + f"; copy bandwidth {env.bandwidth:.1f} GB/s")
+    print(", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "numba", "torch", "jax", "cupy") if info[k]))
+    print()
+    records = []
+    for suite in suites:
+        if suite == "memory":
+            from .suite_memory import run as run_memory
+
+            records.extend(run_memory(env))
+            continue
+        module = __import__(f"{__name__}.suite_{suite}", fromlist=["cases"])
+        for case in module.cases(env):
+            records.append(run_case(case, env))
+    for text in env.notes:
+        print(f"note: {text}")
+    result = {"schema": "gpuad-bench/1", "machine": info, "device": env.device, "suites": list(suites),
+              "compare": list(compare), "sizes": env.sizes, "repeat": env.samples,
+              "min_sample_s": env.min_sample_s, "notes": env.notes, "results": records}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1, default=float)
+        print(f"wrote {args.json}")
+    if args.plot:
+        from .plot import plot
+
+        plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

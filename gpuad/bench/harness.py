@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -21,6 +22,10 @@ class Timing:
     def median(self) -> float:
         return statistics.median(self.samples)
 
+    def to_json(self) -> dict:
+        """Every sample (seconds per call), the repeat count per sample, median and spread."""
+        return {"median": self.median, "spread": self.spread, "number": self.number, "samples": self.samples}
+
     @property
     def spread(self) -> float:
         """Half the interquartile range relative to the median (0.05 means +-5%)."""
@@ -30,71 +35,167 @@ class Timing:
         return (q[2] - q[0]) / (2 * self.median)
 
 
-def _calibrate(fn: Callable[[], Any], sync: Callable[[], None], min_sample_s: float) -> int:
+class HostClock:
+    """Wall-clock time of host-synchronous work; `sync` (if given) runs before each reading."""
+
+    def __init__(self, sync: Callable[[], None] | None = None):
+        self.sync = sync or (lambda: None)
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self.sync()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        self.sync()
+        return time.perf_counter() - self._t0
+
+
+class CudaEventClock:
+    """GPU time between two CUDA events; the device is synchronized before the first is recorded."""
+
+    def __init__(self, cupy):
+        self.cp = cupy
+        self._begin = cupy.cuda.Event()
+        self._end = cupy.cuda.Event()
+
+    def sync(self) -> None:
+        self.cp.cuda.Device().synchronize()
+
+    def start(self) -> None:
+        self.sync()
+        self._begin.record()
+
+    def stop(self) -> float:
+        self._end.record()
+        self._end.synchronize()
+        return self.cp.cuda.get_elapsed_time(self._begin, self._end) / 1e3
+
+
+def _run(fn: Callable[[], Any], number: int, clock) -> float:
+    clock.start()
+    for _ in range(number):
+        fn()
+    return clock.stop()
+
+
+def _calibrate(fn: Callable[[], Any], clock, min_sample_s: float) -> int:
     number = 1
     while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        sync()
-        elapsed = time.perf_counter() - start
+        elapsed = _run(fn, number, clock)
         if elapsed >= min_sample_s or number >= 1 << 20:
             return number
         number = max(number * 2, int(number * min_sample_s / max(elapsed, 1e-9) * 1.2))
 
 
 def compare(impls: dict[str, Callable[[], Any]], *, samples: int = 7, min_sample_s: float = 0.02,
-            pause_s: float = 0.01, sync: Callable[[], None] | None = None) -> dict[str, Timing]:
+            pause_s: float = 0.01, sync: Callable[[], None] | None = None, clock=None) -> dict[str, Timing]:
     """Time each zero-argument callable; returns name -> Timing (per-call seconds).
 
-    `sync` waits for asynchronous work (GPU) before a clock is read; round r starts at implementation
-    r mod n, so no implementation always runs right after the same other one."""
-    sync = sync or (lambda: None)
+    `clock` (default: a HostClock around `sync`, which waits for asynchronous work) reads the time of
+    one sample; round r starts at implementation r mod n, so no implementation always runs right after
+    the same other one."""
+    clock = clock or HostClock(sync)
     names = list(impls)
     numbers = {}
     for name in names:
-        impls[name]()  # warm-up: compilation, caches, allocator
-        sync()
-        numbers[name] = _calibrate(impls[name], sync, min_sample_s)
+        _run(impls[name], 1, clock)  # warm-up: compilation, caches, allocator
+        numbers[name] = _calibrate(impls[name], clock, min_sample_s)
     timings = {name: Timing(name, number=numbers[name]) for name in names}
     for r in range(samples):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
-            fn, number = impls[name], numbers[name]
-            sync()
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            sync()
-            timings[name].samples.append((time.perf_counter() - start) / number)
+            elapsed = _run(impls[name], numbers[name], clock)
+            timings[name].samples.append(elapsed / numbers[name])
             time.sleep(pause_s)
     return timings
 
 
-def copy_bandwidth(nbytes: int = 1 << 26, xp=None, sync: Callable[[], None] | None = None) -> float:
+def copy_bandwidth(nbytes: int = 1 << 26, xp=None, sync: Callable[[], None] | None = None,
+                   clock=None, samples: int = 5) -> float:
     """The device's measured copy bandwidth in GB/s (bytes read + bytes written per second)."""
     import numpy as np
 
     xp = xp or np
     src = xp.ones(nbytes // 4, dtype=xp.float32)
     dst = xp.empty_like(src)
-    t = compare({"copy": lambda: xp.copyto(dst, src)}, samples=5, sync=sync)["copy"]
+    t = compare({"copy": lambda: xp.copyto(dst, src)}, samples=samples, sync=sync, clock=clock)["copy"]
     return 2 * src.nbytes / t.median / 1e9
 
 
-def format_table(timings: dict[str, Timing], reference: str, bytes_moved: int | None = None,
-                 bandwidth: float | None = None) -> str:
-    """A text table: median time, spread, ratio to `reference` (>1 means slower), and GB/s."""
-    ref = timings[reference].median
-    header = f"{'implementation':<28} {'median':>11} {'spread':>7} {'vs ' + reference:>14}"
-    lines = [header + (f" {'GB/s':>8}" if bytes_moved is not None else "")]
+class ResultMismatch(AssertionError):
+    """An implementation under comparison computes something else than the reference."""
+
+
+def to_numpy(value) -> Any:
+    """A host NumPy array (or a list of them) from a gpuad tensor, torch/JAX/CuPy array or scalar."""
+    import numpy as np
+
+    if isinstance(value, (tuple, list)):
+        return [to_numpy(v) for v in value]
+    module = type(value).__module__
+    if module.startswith("torch"):
+        return value.detach().cpu().numpy()
+    if module.startswith("gpuad"):
+        return value.numpy()
+    if module.startswith("cupy"):
+        return value.get()
+    return np.asarray(value)
+
+
+def check_same(outputs: dict[str, Any], reference: str, *, rtol: float = 1e-4, atol: float = 1e-5,
+               label: str = "") -> None:
+    """Raise ResultMismatch unless every output equals the reference's (allclose, per part).
+
+    `atol` is relative to the largest magnitude in the reference part, so one tolerance serves small
+    and large values."""
+    import numpy as np
+
+    ref = to_numpy(outputs[reference])
+    ref_parts = ref if isinstance(ref, list) else [ref]
+    for name, value in outputs.items():
+        got = to_numpy(value)
+        got_parts = got if isinstance(got, list) else [got]
+        if len(got_parts) != len(ref_parts):
+            raise ResultMismatch(f"{label}: {name} returns {len(got_parts)} results, {reference} "
+                                 f"{len(ref_parts)}")
+        for i, (g, r) in enumerate(zip(got_parts, ref_parts)):
+            g = np.asarray(g, dtype=np.float64)
+            r = np.asarray(r, dtype=np.float64)
+            scale = float(np.abs(r).max()) if r.size else 0.0
+            if g.shape != r.shape or not np.allclose(g, r, rtol=rtol, atol=atol * max(scale, 1.0)):
+                diff = float(np.abs(g - r).max()) if g.shape == r.shape and r.size else float("nan")
+                raise ResultMismatch(
+                    f"{label}: {name} differs from {reference} in result {i} (shapes {g.shape} vs "
+                    f"{r.shape}, max abs difference {diff:.3g}, rtol {rtol}, atol {atol} x {max(scale, 1.0):.3g})")
+
+
+def format_table(timings: dict[str, Timing], references: str | list[str], bytes_moved: int | None = None,
+                 bandwidth: float | None = None, flops: float | None = None, per: int = 1) -> str:
+    """A text table: median time (per one of `per` items when per > 1), spread, GB/s or GFLOP/s, and
+    the ratio to each reference (>1 means slower)."""
+    references = [references] if isinstance(references, str) else [r for r in references if r in timings]
+    header = f"{'implementation':<30} {'median':>11} {'spread':>7}"
+    if per > 1:
+        header += f" {'per item':>10}"
+    if bytes_moved is not None:
+        header += f" {'GB/s':>8}"
+    if flops is not None:
+        header += f" {'GFLOP/s':>8}"
+    header += "".join(f" {'vs ' + r:>12}" for r in references)
+    lines = [header]
     for name, t in timings.items():
-        row = f"{name:<28} {_fmt_time(t.median):>11} {t.spread * 100:>6.1f}% {t.median / ref:>13.2f}x"
+        row = f"{name:<30} {_fmt_time(t.median):>11} {t.spread * 100:>6.1f}%"
+        if per > 1:
+            row += f" {_fmt_time(t.median / per):>10}"
         if bytes_moved is not None:
-            row += f" {bytes_moved / t.median / 1e9:>8.1f}"
+            row += f" {bytes_moved / t.median / 1e9:>8.2f}"
+        if flops is not None:
+            row += f" {flops / t.median / 1e9:>8.2f}"
+        row += "".join(f" {t.median / timings[r].median:>11.2f}x" for r in references)
         lines.append(row)
-    if bandwidth is not None:
-        lines.append(f"measured copy bandwidth: {bandwidth:.1f} GB/s")
+    if bandwidth is not None and bytes_moved is not None:
+        lines.append(f"(GB/s counts the minimal bytes read + written; measured copy bandwidth {bandwidth:.1f} GB/s)")
     return "\n".join(lines)
 
 
@@ -105,20 +206,39 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds / 1e-9:.1f} ns"
 
 
-def machine_info() -> dict:
-    """Machine, library versions and command, for recorded results."""
+def machine_info(device: str = "cpu", command: str | None = None) -> dict:
+    """Machine (CPU model, GPU name on a CUDA device), library versions and command, for recorded results."""
     import os
     import platform
     import sys
 
     import numpy as np
 
-    info = {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    import gpuad
+
+    info = {"python": platform.python_version(), "numpy": np.__version__, "gpuad": gpuad.__version__,
+            "machine": platform.machine(), "processor": _cpu_model() or platform.machine(),
+            "cpus": os.cpu_count(), "device": device, "command": command or " ".join(sys.argv),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     for mod in ("numba", "torch", "jax", "cupy"):
         try:
             info[mod] = __import__(mod).__version__
         except Exception:
             info[mod] = None
+    if device.startswith("cuda"):
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     return info
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
