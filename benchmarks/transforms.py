@@ -85,7 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     info = machine_info()
     lines = ["# gpuad transforms benchmark (CPU, float32, BLAS single-threaded)",
-             "# " + ", ".join(f"{k}={v}" for k, v in info.items()), ""]
+             "# " + ", ".join(f"{k}={v}" for k, v in info.items()),
+             f"# load average at start (other processes share the cores): {os.getloadavg()[0]:.2f}", ""]
     for n, m in ((8, 1024), (1024, 8)):
         t = crossover(n, m)
         winner = min(t, key=lambda k: t[k].median)
