@@ -47,6 +47,11 @@ def _xent_unit_grad(c, loss):
     return softmax_xent_grad(c.x, c.labels, loss, ones_like(loss), c.ignore_index)
 
 
+def _sum_present(a, b):
+    """a + b where either may be None (no tangent)."""
+    return b if a is None else a if b is None else a + b
+
+
 def _no_grad_rule(c, g):
     """The saved loss is only a shortcut to logsumexp(x): no gradient flows through it."""
     return None
@@ -57,8 +62,9 @@ SOFTMAX_XENT_GRAD = Op(
     lambda xp, x, labels, loss, g, ignore_index: xp.kernels.softmax_xent_backward(x, labels, loss, g, ignore_index),
     args=("x", "labels", "loss", "g"),
     vjp=(_xent_hessian, None, _no_grad_rule, lambda c, u: (_xent_unit_grad(c, c.loss) * u).sum(axis=-1)),
-    jvp=(_xent_hessian, None, _no_grad_rule,
-         lambda c, t: softmax_xent_grad(c.x, c.labels, c.loss, t, c.ignore_index)),
+    jvp=lambda c, ts: _sum_present(_xent_hessian(c, ts[0]) if ts[0] is not None else None,
+                                   softmax_xent_grad(c.x, c.labels, c.loss, ts[3], c.ignore_index)
+                                   if ts[3] is not None else None),
     save=("x labels g", "", "", "x labels loss"))
 
 SOFTMAX_XENT = Op(
@@ -139,20 +145,27 @@ def _ln_fused_grads(c, g):
     return grads
 
 
+def _fusable(c, g) -> bool:
+    """One fused call serves the rules unless the backward is recorded (create_graph) or carries
+    forward-mode tangents (forward-over-reverse): then the rules compose differentiable ops."""
+    w = _weight(c)
+    return not state.grad_enabled and c.x._fw is None and g._fw is None and (w is None or w._fw is None)
+
+
 def _ln_vjp_x(c, g):
-    if not state.grad_enabled:
+    if _fusable(c, g):
         return _ln_fused_grads(c, g)[0]
     return layer_norm_grad(c.x, _weight(c), g, c.eps)
 
 
 def _ln_vjp_weight(c, g):
-    if not state.grad_enabled:
+    if _fusable(c, g):
         return _ln_fused_grads(c, g)[1]
     return g * layer_norm(c.x, None, None, c.eps)
 
 
 def _ln_vjp_bias(c, g):
-    return _ln_fused_grads(c, g)[2] if not state.grad_enabled else g
+    return _ln_fused_grads(c, g)[2] if _fusable(c, g) else g
 
 
 def _ln_jvp_x(c, t):
