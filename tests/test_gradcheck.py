@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from opinfo import OPS, sample_inputs
 
 import gpuad as ga
 from gpuad.autograd.function import Op, apply
@@ -75,3 +76,19 @@ def test_integer_inputs_pass_through():
     logits, labels = t64(3, 4), ga.tensor(np.array([0, 3, 1]))
     nll = lambda z, y: -(z - ga.logsumexp(z, axis=1, keepdims=True))[np.arange(3), y].mean()
     assert ga.gradcheck(nll, (logits, labels), check_second_order=True)
+
+
+def _largest_small_sample(info):
+    """The op's sample with the most elements, up to 12 (keeps the second-order check fast)."""
+    size = lambda s: sum(int(np.prod(shape)) for shape in s.shapes)
+    return max((s for s in info.samples if 0 < size(s) <= 12), key=size, default=None)
+
+
+@pytest.mark.parametrize("info", [i for i in OPS if i.grad and i.second_order and _largest_small_sample(i)],
+                         ids=lambda i: i.name)
+def test_every_op_to_second_order_in_both_modes(info):
+    """Each op's JVP of its VJP rules (forward-over-reverse) and VJP of them, vs finite differences."""
+    sample = _largest_small_sample(info)
+    arrays = sample_inputs(info, sample, np.random.default_rng(0))
+    assert ga.gradcheck(lambda *xs: info.op(*xs, **sample.kwargs), [ga.tensor(a) for a in arrays],
+                        atol=1e-6, rtol=1e-4, check_second_order=True)
