@@ -133,3 +133,17 @@ def test_peak_memory_of_checkpointed_32_layer_mlp_is_lower():
     # segment inputs plus one segment's replay (measured: 9.7 MB vs 3.0 MB)
     assert peaks[None] > 60 * activation
     assert peaks[4] < 0.5 * peaks[None], peaks
+
+
+def test_inside_transforms_grad_and_hvp():
+    ws = _params(2, 4)
+    x, v = ga.tensor(np.linspace(-1, 1, 8).reshape(2, 4)), ga.tensor(np.ones((2, 4)))
+
+    def loss(x, segment):
+        ga.manual_seed(3)
+        return (_mlp(x, ws, segment) ** 2).sum()
+
+    close(ga.grad(loss)(x, 1), ga.grad(loss)(x, None))
+    for a, b in zip(ga.hvp(lambda x: loss(x, 1), (x,), (v,)), ga.hvp(lambda x: loss(x, None), (x,), (v,))):
+        close(a, b)
+    assert all(w.grad is None for w in ws)
