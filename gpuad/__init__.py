@@ -11,6 +11,7 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .creation import (arange, empty, eye, full, full_like, linspace, manual_seed, ones, ones_like, rand,
                        randint, randn, zeros, zeros_like)
 from .dtypes import bfloat16, bool_, float16, float32, float64, int32, int64
+from .elementwise.function import elementwise
 from .errors import (DeviceError, DtypeError, GpuadError, GradError, GraphFreedError, IndexOutOfRange,
                      InplaceModifiedError, ShapeError)
 from .ops.elementwise import (abs, add, astype, clamp, clip, cos, div, equal, erf, exp, expm1, gelu,

@@ -6,6 +6,7 @@ import types
 
 import numpy as np
 
+from ..elementwise.host import pointwise as host_pointwise
 from . import cpu_kernels
 
 _erf_ufunc = None
@@ -98,7 +99,8 @@ class CPUBackend:
             self.kernel_target = "numba"
         except ImportError:
             self.kernel_target = "numpy"
-        self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add, kernels=cpu_kernels)
+        self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add, pointwise=host_pointwise,
+                                  kernels=cpu_kernels)
         self.memory = HostMemory()
         # per-tensor hot path: Tensor calls the accounting's bound methods directly (one call less)
         self.track = self.memory.track

@@ -1,148 +1,123 @@
-"""Pointwise ops. For a pointwise f, VJP and JVP are the same product with the partial derivative
-(g * df/dx and t * df/dx: PyTorch's `auto_element_wise`), so most entries give only the partials."""
+"""Pointwise ops, written once as scalar functions in the @ga.elementwise language. Each is traced
+into a Program at import; its VJP and JVP are derived on the expression graph (no hand-written
+rules), and every op runs as one kernel per call. Called on traced values (inside a user's
+@ga.elementwise function) a built-in inlines its expression instead."""
 from __future__ import annotations
 
 import math
 
 from ..autograd.function import Op, apply
+from ..elementwise.expr import op
+from ..elementwise.op import needs_params, program_op
+from ..elementwise.program import Program
+from ..elementwise.trace import Value, lift, trace
+from ..elementwise.trace import traced_math as m
 from ..tensor import Tensor
 from .common import NO_PARAMS, as_tensor, operands
 
-_SQRT_2 = math.sqrt(2.0)
+_SQRT_HALF = math.sqrt(0.5)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_C = 0.044715
 
 
-def _scale_rule(partial):
-    return lambda c, g: g * partial(c)
+def _node(name: str, *args) -> Value:
+    """A primitive applied to traced values or numbers."""
+    return Value(op(name, *(lift(a) for a in args)))
 
 
-def pointwise_op(name, forward, partials, save, args=("x",)):
-    """An Op whose VJP (g * d) and JVP (t * d) rules both come from the partial derivatives d."""
-    rules = tuple(_scale_rule(p) for p in partials)
-    return Op(name, forward, vjp=rules, jvp=rules, args=args, save=save)
+# ---- the table: name -> scalar definition (maximum/minimum split ties, relu'(0) = 0, clip passes the
+# gradient at its bounds: the derivative rules of the primitives give exactly these) -----------------
+SCALAR = {
+    "neg": lambda x: -x,
+    "exp": m.exp, "log": m.log, "log1p": m.log1p, "expm1": m.expm1, "sqrt": m.sqrt,
+    "rsqrt": lambda x: 1.0 / m.sqrt(x),
+    "sin": m.sin, "cos": m.cos, "tan": m.tan, "tanh": m.tanh, "erf": m.erf, "abs": abs,
+    "sigmoid": lambda x: 0.5 * m.tanh(0.5 * x) + 0.5,
+    "relu": lambda x: _node("where", x <= 0, 0, x),
+    "gelu": lambda x: 0.5 * x * (1.0 + m.erf(x * _SQRT_HALF)),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + m.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x))),
+    "silu": lambda x: x * (0.5 * m.tanh(0.5 * x) + 0.5),
+    "softplus": lambda x: _node("max", x, 0.0) + m.log1p(m.exp(-abs(x))),
+    "sign": lambda x: _node("sign", x),
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b, "pow": lambda a, b: a ** b,
+    "maximum": lambda a, b: _node("max", a, b), "minimum": lambda a, b: _node("min", a, b),
+    "clip": lambda x, lo, hi: _node("clip", x, lo, hi),
+    "where": lambda c, a, b: _node("where", c, a, b),
+}
+_KINDS = {"where": ("b", "f", "f")}
 
 
-def _unary(op: Op):
+def _argnames(fn) -> tuple[str, ...]:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ("x",)
+    return code.co_varnames[:code.co_argcount - len(fn.__defaults__ or ())]
+
+
+def _program(name: str) -> Program:
+    kinds = _KINDS.get(name, ("f",) * len(_argnames(SCALAR[name])))
+    inputs, out = trace(SCALAR[name], kinds)
+    return Program(inputs, (out,), name)
+
+
+PROGRAMS = {name: _program(name) for name in SCALAR}
+OPS = {name: program_op(p, _argnames(SCALAR[name])) for name, p in PROGRAMS.items()}
+ASTYPE = Op("astype", lambda xp, x, dtype: x.astype(dtype), vjp=(lambda c, g: g,), jvp=(lambda c, t: t,))
+
+
+def _unary(name: str):
+    op_, scalar = OPS[name], SCALAR[name]
+
     def fn(x):
-        return apply(op, (x if isinstance(x, Tensor) else as_tensor(x),), NO_PARAMS)
+        if not isinstance(x, Tensor):
+            if isinstance(x, Value):
+                return scalar(x)
+            x = as_tensor(x)
+        return apply(op_, (x,), needs_params((x,)))
 
-    fn.__name__ = fn.__qualname__ = op.name
-    fn.__doc__ = f"Elementwise {op.name}; differentiable in both modes."
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise {name}; differentiable in both modes (also usable inside @ga.elementwise)."
     return fn
 
 
-def _binary(op: Op):
+def _binary(name: str, reflected: bool = False):
+    op_, scalar = OPS[name], SCALAR[name]
+
     def fn(a, b):
-        return apply(op, operands(a, b), NO_PARAMS)
+        if reflected:
+            a, b = b, a
+        if isinstance(a, Value) or isinstance(b, Value):
+            return scalar(a, b)
+        a, b = operands(a, b)
+        return apply(op_, (a, b), needs_params((a, b)))
 
-    fn.__name__ = fn.__qualname__ = op.name
-    fn.__doc__ = f"Elementwise {op.name} with NumPy broadcasting; differentiable in both modes."
+    fn.__name__ = fn.__qualname__ = f"r{name}" if reflected else name
+    fn.__doc__ = f"Elementwise {name} with NumPy broadcasting; differentiable in both modes."
     return fn
-
-
-def _reflected(op: Op):
-    def fn(b, a):
-        return apply(op, operands(a, b), NO_PARAMS)
-
-    fn.__name__ = fn.__qualname__ = f"r{op.name}"
-    return fn
-
-
-# ---- linear ops: rules without a partial ---------------------------------------------------------
-NEG = Op("neg", lambda xp, x: xp.negative(x), vjp=(lambda c, g: -g,), jvp=(lambda c, t: -t,))
-ADD = Op("add", lambda xp, a, b: xp.add(a, b), args=("a", "b"),
-         vjp=(lambda c, g: g, lambda c, g: g), jvp=(lambda c, t: t, lambda c, t: t))
-SUB = Op("sub", lambda xp, a, b: xp.subtract(a, b), args=("a", "b"),
-         vjp=(lambda c, g: g, lambda c, g: -g), jvp=(lambda c, t: t, lambda c, t: -t))
-ASTYPE = Op("astype", lambda xp, x, dtype: x.astype(dtype),
-            vjp=(lambda c, g: g,), jvp=(lambda c, t: t,))
-
-# ---- unary: name, forward, d/dx, what the derivative reads ---------------------------------------
-EXP = pointwise_op("exp", lambda xp, x: xp.exp(x), (lambda c: c.y,), "y")
-LOG = pointwise_op("log", lambda xp, x: xp.log(x), (lambda c: 1.0 / c.x,), "x")
-LOG1P = pointwise_op("log1p", lambda xp, x: xp.log1p(x), (lambda c: 1.0 / (c.x + 1.0),), "x")
-EXPM1 = pointwise_op("expm1", lambda xp, x: xp.expm1(x), (lambda c: c.y + 1.0,), "y")
-SQRT = pointwise_op("sqrt", lambda xp, x: xp.sqrt(x), (lambda c: 0.5 / c.y,), "y")
-RSQRT = pointwise_op("rsqrt", lambda xp, x: 1.0 / xp.sqrt(x), (lambda c: -0.5 * c.y * c.y * c.y,), "y")
-SIN = pointwise_op("sin", lambda xp, x: xp.sin(x), (lambda c: cos(c.x),), "x")
-COS = pointwise_op("cos", lambda xp, x: xp.cos(x), (lambda c: -sin(c.x),), "x")
-TAN = pointwise_op("tan", lambda xp, x: xp.tan(x), (lambda c: 1.0 + c.y * c.y,), "y")
-TANH = pointwise_op("tanh", lambda xp, x: xp.tanh(x), (lambda c: 1.0 - c.y * c.y,), "y")
-SIGMOID = pointwise_op("sigmoid", lambda xp, x: 0.5 * xp.tanh(0.5 * x) + 0.5,
-                       (lambda c: c.y * (1.0 - c.y),), "y")
-RELU = pointwise_op("relu", lambda xp, x: xp.maximum(x, 0), (lambda c: c.y > 0,), "y")
-ERF = pointwise_op("erf", lambda xp, x: xp.erf(x), (lambda c: (2.0 / math.sqrt(math.pi)) * exp(-c.x * c.x),), "x")
-GELU = pointwise_op(
-    "gelu", lambda xp, x: 0.5 * x * (1.0 + xp.erf(x * (1.0 / _SQRT_2))),
-    (lambda c: 0.5 * (1.0 + erf(c.x * (1.0 / _SQRT_2))) + c.x * exp(-0.5 * c.x * c.x) * _INV_SQRT_2PI,), "x")
-
-
-def _gelu_tanh_partial(c):
-    x = c.x
-    th = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x))
-    return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * x * x)
-
-
-GELU_TANH = pointwise_op(
-    "gelu_tanh", lambda xp, x: 0.5 * x * (1.0 + xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x))),
-    (_gelu_tanh_partial,), "x")
-
-
-def _silu_partial(c):
-    s = sigmoid(c.x)
-    return s * (1.0 + c.x * (1.0 - s))
-
-
-SILU = pointwise_op("silu", lambda xp, x: x * (0.5 * xp.tanh(0.5 * x) + 0.5), (_silu_partial,), "x")
-SOFTPLUS = pointwise_op("softplus", lambda xp, x: xp.logaddexp(0.0, x).astype(x.dtype, copy=False),
-                        (lambda c: sigmoid(c.x),), "x")
-ABS = pointwise_op("abs", lambda xp, x: xp.abs(x), (lambda c: sign(c.x),), "x")
-SIGN = pointwise_op("sign", lambda xp, x: xp.sign(x), (lambda c: c.y * 0.0,), "y")
-CLIP = pointwise_op("clip", lambda xp, x, lo, hi: xp.clip(x, lo, hi),
-                    (lambda c: _in_range(c.x, c.lo, c.hi),), "x")
-
-# ---- binary ----------------------------------------------------------------------------------------
-MUL = pointwise_op("mul", lambda xp, a, b: xp.multiply(a, b), (lambda c: c.b, lambda c: c.a),
-                   ("b", "a"), args=("a", "b"))
-DIV = pointwise_op("div", lambda xp, a, b: xp.true_divide(a, b),
-                   (lambda c: 1.0 / c.b, lambda c: -c.a / (c.b * c.b)), ("b", "a b"), args=("a", "b"))
-POW = pointwise_op("pow", lambda xp, a, b: xp.power(a, b),
-                   (lambda c: c.b * c.a ** (c.b - 1), lambda c: c.y * log(c.a)), ("a b", "a y"),
-                   args=("a", "b"))
-
-
-def _tie_weight(a, b, greater: bool):
-    """1 where a wins, 0 where b wins, 1/2 at ties (the gradient is split, as PyTorch does)."""
-    wins = (a > b) if greater else (a < b)
-    return wins + (a == b) * 0.5
-
-
-MAXIMUM = pointwise_op("maximum", lambda xp, a, b: xp.maximum(a, b),
-                       (lambda c: _tie_weight(c.a, c.b, True), lambda c: _tie_weight(c.b, c.a, True)),
-                       ("a b", "a b"), args=("a", "b"))
-MINIMUM = pointwise_op("minimum", lambda xp, a, b: xp.minimum(a, b),
-                       (lambda c: _tie_weight(c.a, c.b, False), lambda c: _tie_weight(c.b, c.a, False)),
-                       ("a b", "a b"), args=("a", "b"))
-WHERE = Op("where", lambda xp, cond, a, b: xp.where(cond, a, b), args=("cond", "a", "b"),
-           vjp=(None, lambda c, g: where(c.cond, g, 0.0), lambda c, g: where(c.cond, 0.0, g)),
-           jvp=(None, lambda c, t: where(c.cond, t, 0.0), lambda c, t: where(c.cond, 0.0, t)),
-           save=("", "cond", "cond"))
-
-
-def _in_range(x, lo, hi):
-    mask = x == x
-    if lo is not None:
-        mask = mask & (x >= lo)
-    if hi is not None:
-        mask = mask & (x <= hi)
-    return mask
 
 
 # ---- non-differentiable: comparisons and logic return bool tensors --------------------------------
 def _nondiff(name, forward, nargs=2):
     return Op(name, forward, args=("a", "b")[:nargs])
+
+
+def _nondiff_unary(op_: Op):
+    def fn(x):
+        return apply(op_, (x if isinstance(x, Tensor) else as_tensor(x),), NO_PARAMS)
+
+    fn.__name__ = fn.__qualname__ = op_.name
+    fn.__doc__ = f"Elementwise {op_.name} (a bool tensor; not differentiable)."
+    return fn
+
+
+def _nondiff_binary(op_: Op):
+    def fn(a, b):
+        return apply(op_, operands(a, b), NO_PARAMS)
+
+    fn.__name__ = fn.__qualname__ = op_.name
+    fn.__doc__ = f"Elementwise {op_.name} with NumPy broadcasting (a bool tensor; not differentiable)."
+    return fn
 
 
 LT = _nondiff("less", lambda xp, a, b: xp.less(a, b))
@@ -158,89 +133,97 @@ NOT = _nondiff("logical_not", lambda xp, a: xp.logical_not(a), nargs=1)
 ISNAN = _nondiff("isnan", lambda xp, a: xp.isnan(a), nargs=1)
 ISFINITE = _nondiff("isfinite", lambda xp, a: xp.isfinite(a), nargs=1)
 
-neg = _unary(NEG)
-exp = _unary(EXP)
-log = _unary(LOG)
-log1p = _unary(LOG1P)
-expm1 = _unary(EXPM1)
-sqrt = _unary(SQRT)
-rsqrt = _unary(RSQRT)
-sin = _unary(SIN)
-cos = _unary(COS)
-tan = _unary(TAN)
-tanh = _unary(TANH)
-sigmoid = _unary(SIGMOID)
-relu = _unary(RELU)
-erf = _unary(ERF)
-silu = _unary(SILU)
-softplus = _unary(SOFTPLUS)
-abs = _unary(ABS)  # noqa: A001 (NumPy's name)
-sign = _unary(SIGN)
-add = _binary(ADD)
-sub = _binary(SUB)
-mul = _binary(MUL)
-div = _binary(DIV)
-maximum = _binary(MAXIMUM)
-minimum = _binary(MINIMUM)
-less = _binary(LT)
-less_equal = _binary(LE)
-greater = _binary(GT)
-greater_equal = _binary(GE)
-equal = _binary(EQ)
-not_equal = _binary(NE)
-logical_and = _binary(AND)
-logical_or = _binary(OR)
-logical_xor = _binary(XOR)
-logical_not = _unary(NOT)
-isnan = _unary(ISNAN)
-isfinite = _unary(ISFINITE)
-radd = _reflected(ADD)
-rsub = _reflected(SUB)
-rmul = _reflected(MUL)
-rdiv = _reflected(DIV)
-rpow = _reflected(POW)
+neg = _unary("neg")
+exp = _unary("exp")
+log = _unary("log")
+log1p = _unary("log1p")
+expm1 = _unary("expm1")
+sqrt = _unary("sqrt")
+rsqrt = _unary("rsqrt")
+sin = _unary("sin")
+cos = _unary("cos")
+tan = _unary("tan")
+tanh = _unary("tanh")
+sigmoid = _unary("sigmoid")
+relu = _unary("relu")
+erf = _unary("erf")
+silu = _unary("silu")
+softplus = _unary("softplus")
+abs = _unary("abs")  # noqa: A001 (NumPy's name)
+sign = _unary("sign")
+add = _binary("add")
+sub = _binary("sub")
+mul = _binary("mul")
+div = _binary("div")
+maximum = _binary("maximum")
+minimum = _binary("minimum")
+less = _nondiff_binary(LT)
+less_equal = _nondiff_binary(LE)
+greater = _nondiff_binary(GT)
+greater_equal = _nondiff_binary(GE)
+equal = _nondiff_binary(EQ)
+not_equal = _nondiff_binary(NE)
+logical_and = _nondiff_binary(AND)
+logical_or = _nondiff_binary(OR)
+logical_xor = _nondiff_binary(XOR)
+logical_not = _nondiff_unary(NOT)
+isnan = _nondiff_unary(ISNAN)
+isfinite = _nondiff_unary(ISFINITE)
+radd = _binary("add", reflected=True)
+rsub = _binary("sub", reflected=True)
+rmul = _binary("mul", reflected=True)
+rdiv = _binary("div", reflected=True)
+rpow = _binary("pow", reflected=True)
 subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg
 
 
-def pow(a, b):  # noqa: A001 (NumPy's name)
-    """a ** b elementwise; the gradient for b needs a > 0 (log a), as everywhere."""
-    return apply(POW, operands(a, b), NO_PARAMS)
+pow = _binary("pow")  # noqa: A001 (NumPy's name); the gradient for b needs a > 0 (log a)
 
 
 power = pow
 
 
+_gelu_erf = _unary("gelu")
+gelu_tanh = _unary("gelu_tanh")
+
+
 def gelu(x, approximate: str = "none"):
     """GELU: exact (erf) by default, `approximate="tanh"` for the tanh form (torch's signature)."""
-    x = as_tensor(x)
     if approximate == "tanh":
-        return apply(GELU_TANH, (x,), NO_PARAMS)
+        return gelu_tanh(x)
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return apply(GELU, (x,), NO_PARAMS)
+    return _gelu_erf(x)
 
 
 def clip(x, lo=None, hi=None, *, min=None, max=None):  # noqa: A002 (torch's clamp names)
     """Clamp into [lo, hi] (either may be None); the gradient passes where lo <= x <= hi."""
-    x = as_tensor(x)
     lo = min if lo is None else lo
     hi = max if hi is None else hi
+    if isinstance(x, Value):
+        return SCALAR["clip"](x, -math.inf if lo is None else lo, math.inf if hi is None else hi)
+    x = as_tensor(x)
     if isinstance(lo, Tensor) or isinstance(hi, Tensor):
         out = x if lo is None else maximum(x, lo)
         return out if hi is None else minimum(out, hi)
-    return apply(CLIP, (x,), {"lo": lo, "hi": hi})
+    inputs = (x, as_tensor(-math.inf if lo is None else lo, x), as_tensor(math.inf if hi is None else hi, x))
+    return apply(OPS["clip"], inputs, needs_params(inputs))
 
 
 clamp = clip
 
 
 def where(cond, a, b):
-    """Elements of a where cond is true, else of b; no gradient flows to cond."""
+    """Elements of a where cond is true, else of b; no gradient flows to cond. On traced values
+    (inside @ga.elementwise) it is the language's data-dependent choice."""
+    if isinstance(cond, Value) or isinstance(a, Value) or isinstance(b, Value):
+        return SCALAR["where"](cond, a, b)
     a, b = operands(a, b)
     cond = as_tensor(cond, a)
     if cond.dtype.kind != "b":
         cond = cond != 0
-    return apply(WHERE, (cond, a, b), NO_PARAMS)
+    inputs = (cond, a, b)
+    return apply(OPS["where"], inputs, needs_params(inputs))
 
 
 def astype(x, dtype):

@@ -1,0 +1,131 @@
+"""The CPU fast path: a program becomes one Numba `parallel` loop over the flat elements, every output
+written in the same pass. float32 exp/log/tanh/erf use the vectorizable versions in fastmath.py;
+float64 and the other functions call libm. Inputs of the output's shape are read in place (copied
+only when not C-contiguous); inputs with one element are read once; other broadcasts are expanded."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import cache
+from .program import Program, result_dtypes
+
+_FAST32 = {"exp": "exp_f32", "log": "log_f32", "tanh": "tanh_f32", "erf": "erf_f32"}
+_LIBM = {"exp": "math.exp", "log": "math.log", "log1p": "math.log1p", "expm1": "math.expm1",
+         "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "tanh": "math.tanh", "sinh": "math.sinh",
+         "cosh": "math.cosh", "asin": "math.asin", "acos": "math.acos", "atan": "math.atan",
+         "erf": "math.erf", "erfc": "math.erfc", "sqrt": "np.sqrt", "floor": "np.floor", "ceil": "np.ceil",
+         "abs": "abs"}
+_INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "lt": "<", "le": "<=", "gt": ">",
+          "ge": ">=", "eq": "==", "ne": "!=", "and": "&", "or": "|"}
+
+
+def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -> str:
+    """Python source of the Numba kernel for compute `dtype`; `scalar[i]`: input i has one element."""
+    fname = dtype.name
+    consts: dict[str, str] = {}
+
+    def constant(value) -> str:
+        name = f"C{len(consts)}"
+        consts.setdefault(repr(float(value)), name)
+        return consts[repr(float(value))]
+
+    names: dict[int, str] = {}
+    loads, body = [], []
+    for i, v in enumerate(program.inputs):
+        names[v.uid] = f"v{i}"
+        (loads if scalar[i] else body).append(f"v{i} = a{i}[0]" if scalar[i] else f"v{i} = a{i}[k]")
+    for k, node in enumerate(program.nodes):
+        if node.op == "var":
+            continue
+        if node.op == "const":
+            names[node.uid] = str(bool(node.value)) if node.kind == "b" else constant(node.value)
+            continue
+        a = [names[x.uid] for x in node.args]
+        o = node.op
+        if o in _INFIX:
+            e = f"({a[0]} {_INFIX[o]} {a[1]})"
+        elif o == "neg":
+            e = f"(-{a[0]})"
+        elif o == "not":
+            e = f"(not {a[0]})"
+        elif o == "where":
+            e = f"({a[1]} if {a[0]} else {a[2]})"
+        elif o == "float":
+            e = f"({constant(1.0)} if {a[0]} else {constant(0.0)})"
+        elif o == "max":
+            e = f"({a[0]} if (({a[0]} >= {a[1]}) | ({a[0]} != {a[0]})) else {a[1]})"
+        elif o == "min":
+            e = f"({a[0]} if (({a[0]} <= {a[1]}) | ({a[0]} != {a[0]})) else {a[1]})"
+        elif o == "clip":
+            lo = f"({a[0]} if (({a[0]} >= {a[1]}) | ({a[0]} != {a[0]})) else {a[1]})"
+            e = f"({lo} if (({lo} <= {a[2]}) | ({lo} != {lo})) else {a[2]})"
+        elif o == "sign":
+            one, zero = constant(1.0), constant(0.0)
+            e = f"({one} if {a[0]} > {zero} else (-{one} if {a[0]} < {zero} else {a[0]}))"
+        elif fname == "float32" and o in _FAST32:
+            e = f"{_FAST32[o]}({a[0]})"
+        else:
+            e = f"{_LIBM[o]}({a[0]})"
+        names[node.uid] = f"t{k}"
+        body.append(f"t{k} = {e}")
+    for j, out in enumerate(program.outputs):
+        body.append(f"o{j}[k] = {names[out.uid]}")
+    params = ", ".join([f"a{i}" for i in range(program.n_inputs)] + [f"o{j}" for j in range(program.n_outputs)])
+    lines = ["import math", "", "import numba", "import numpy as np", "",
+             "from gpuad.elementwise.fastmath import erf_f32, exp_f32, log_f32, tanh_f32", ""]
+    lines += [f"{name} = np.{fname}({value})" for value, name in consts.items()]
+    lines += ["", f"# {program.name}: {program.key}",
+              '@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)',
+              f"def kernel(n, {params}):"]
+    lines += [f"    {s}" for s in loads]
+    lines += ["    for k in numba.prange(n):"] + [f"        {s}" for s in body]
+    return "\n".join(lines) + "\n"
+
+
+def kernel(program: Program, dtype: np.dtype, scalar: tuple[bool, ...], in_dtypes: tuple):
+    """The compiled kernel, from memory, from the disk cache, or compiled now (see cache.stats)."""
+    key = ("numba", dtype.char, scalar, in_dtypes)
+    fn = program.compiled.get(key)
+    if fn is not None:
+        cache.stats["memory_hits"] += 1
+        return fn
+    import numba
+
+    module = cache.load_module(kernel_source(program, dtype, scalar), f"{program.name}_{dtype.name}")
+    out_types = [numba.types.boolean if o.kind == "b" else numba.from_dtype(dtype) for o in program.outputs]
+    arg_types = [numba.types.Array(numba.from_dtype(d), 1, "C") for d in in_dtypes]
+    arg_types += [numba.types.Array(t, 1, "C") for t in out_types]
+    cache.record_compile(module.kernel, (numba.types.intp, *arg_types))
+    program.compiled[key] = module.kernel
+    return module.kernel
+
+
+def run(program: Program, arrays: tuple):
+    """Evaluate with the compiled kernel; None when this target does not apply (non-float dtypes)."""
+    dtypes = tuple(a.dtype for a in arrays)
+    if any(d.kind not in "fb" for d in dtypes):
+        return None
+    compute, out_dtype = result_dtypes(program, dtypes)
+    if compute.kind != "f":
+        return None
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    n = 1
+    for s in shape:
+        n *= s
+    flat, scalar = [], []
+    for a in arrays:
+        want = compute if a.dtype.kind == "f" else a.dtype
+        if a.size == 1 or (a.ndim and not any(a.strides)):
+            flat.append(np.full(1, a.flat[0], dtype=want))
+            scalar.append(True)
+            continue
+        if a.shape != shape:
+            a = np.broadcast_to(a, shape)
+        flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))
+        scalar.append(False)
+    fn = kernel(program, compute, tuple(scalar), tuple(f.dtype for f in flat))
+    outs = [np.empty(shape, dtype=np.bool_ if o.kind == "b" else compute) for o in program.outputs]
+    fn(n, *flat, *(o.reshape(-1) for o in outs))
+    if out_dtype != compute:
+        outs = [o.astype(out_dtype) if o.dtype.kind == "f" else o for o in outs]
+    return outs[0] if len(outs) == 1 else tuple(outs)

@@ -1,0 +1,78 @@
+"""The NumPy target (reference and fallback): a program becomes straight-line Python calling the
+array namespace's ufuncs, generated once per program; broadcasting and dtypes are NumPy's own."""
+from __future__ import annotations
+
+import numpy as np
+
+from .program import Program, result_dtypes
+
+_UFUNC = {
+    "neg": "negative", "add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divide",
+    "pow": "power", "max": "maximum", "min": "minimum", "lt": "less", "le": "less_equal",
+    "gt": "greater", "ge": "greater_equal", "eq": "equal", "ne": "not_equal", "and": "logical_and",
+    "or": "logical_or", "not": "logical_not", "exp": "exp", "log": "log", "log1p": "log1p",
+    "expm1": "expm1", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tan": "tan", "tanh": "tanh",
+    "sinh": "sinh", "cosh": "cosh", "asin": "arcsin", "acos": "arccos", "atan": "arctan", "erf": "erf",
+    "abs": "abs", "sign": "sign", "floor": "floor", "ceil": "ceil", "where": "where", "clip": "clip",
+}
+
+
+def python_source(program: Program) -> str:
+    """`def run(xp, dt, a0, ...)`: one namespace call per node; `dt` is the float dtype bools become."""
+    names = {}
+    lines = []
+    for k, node in enumerate(program.nodes):
+        if node.op == "var":
+            names[node.uid] = node.value
+            continue
+        if node.op == "const":
+            names[node.uid] = repr(node.value)
+            continue
+        args = [names[a.uid] for a in node.args]
+        if node.op == "where":
+            args[1:] = [f"dt.type({a})" if n.op == "const" else a for a, n in zip(args[1:], node.args[1:])]
+        if node.op == "float":
+            expr = f"xp.asarray({args[0]}).astype(dt)"
+        elif node.op == "erfc":
+            expr = f"xp.subtract(1.0, xp.erf({args[0]}))"
+        else:
+            expr = f"xp.{_UFUNC[node.op]}({', '.join(args)})"
+        names[node.uid] = f"t{k}"
+        lines.append(f"    t{k} = {expr}")
+    outs = ", ".join(names[o.uid] for o in program.outputs)
+    params = ", ".join(v.value for v in program.inputs)
+    body = "\n".join(lines)
+    return f"def run(xp, dt{', ' if params else ''}{params}):\n{body}\n    return ({outs},)\n"
+
+
+def compile_numpy(program: Program):
+    """The generated function, built once per program and kept on it."""
+    fn = program.compiled.get("numpy")
+    if fn is None:
+        scope: dict = {}
+        exec(compile(python_source(program), f"<gpuad pointwise {program.name}>", "exec"), scope)
+        fn = program.compiled["numpy"] = scope["run"]
+    return fn
+
+
+def evaluate(program: Program, xp, arrays: tuple):
+    """Run `program` on `arrays` with NumPy semantics; float16 computes in float32. One array, or a
+    tuple when the program has several outputs."""
+    fn = program.compiled.get("numpy") or compile_numpy(program)
+    dtypes = tuple(a.dtype for a in arrays)
+    compute, out_dtype = result_dtypes(program, dtypes)
+    if compute != out_dtype:
+        arrays = tuple(a.astype(compute) if a.dtype == out_dtype else a for a in arrays)
+    results = fn(xp, compute, *arrays)
+    shape = None
+    fixed = []
+    for node, r in zip(program.outputs, results):
+        if node.op in ("var", "const") or not isinstance(r, xp.ndarray):
+            if shape is None:
+                shape = np.broadcast_shapes(*(a.shape for a in arrays))
+            dtype = np.bool_ if node.kind == "b" else (compute if node.op == "const" else None)
+            r = xp.array(xp.broadcast_to(xp.asarray(r, dtype=dtype), shape))
+        if r.dtype != out_dtype and r.dtype.kind == "f" and compute != out_dtype:
+            r = r.astype(out_dtype)
+        fixed.append(r)
+    return fixed[0] if len(fixed) == 1 else tuple(fixed)

@@ -1,0 +1,99 @@
+"""Programs as gpuad Ops. The forward calls the backend's `xp.pointwise(program, *arrays)`; the VJP
+computes every needed input gradient with the program's derived VJP program in one pass; the JVP is
+the derived JVP program applied as an Op. Since derived programs are again programs, their Ops have
+the same rules: fused backward kernels are differentiable (grad of grad, jvp of grad)."""
+from __future__ import annotations
+
+from ..autograd.function import Op, apply
+from ..autograd.mode import state
+from ..tensor import Tensor
+from .program import Program
+
+NO_PARAMS: dict = {}
+
+
+def needs_params(tensors) -> dict:
+    """Params recording which inputs need a gradient (the VJP computes exactly those, in one pass)."""
+    if state.grad_enabled:
+        for t in tensors:
+            if t._requires_grad:
+                return {"needs": tuple([u._requires_grad for u in tensors])}
+    return NO_PARAMS
+
+
+def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
+    """The Op running `program` (one output), built once per program; `args` names its inputs (what
+    a node's `saved` shows), x0, x1, ... by default."""
+    found = program.compiled.get("op")
+    if found is not None:
+        return found
+    n = program.n_inputs
+    args = args or tuple(f"x{i}" for i in range(n))
+    floats = [v.kind == "f" for v in program.inputs]
+    differentiable = program.outputs[0].kind == "f" and any(floats)
+    save = tuple(" ".join(_name(r, args) for r in program.vjp((i,)).roles if r != "g")
+                 if floats[i] and differentiable else "" for i in range(n))
+
+    def forward(xp, *arrays, needs=None):
+        return xp.pointwise(program, *arrays)
+
+    vjp = tuple(_vjp_rule(program, i, args) if f else None for i, f in enumerate(floats)) if differentiable else None
+    jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
+    found = program.compiled["op"] = Op(program.name, forward, vjp=vjp, jvp=jvp, args=args, save=save)
+    return found
+
+
+def _name(role: str, args: tuple[str, ...]) -> str:
+    """The ctx attribute of a derived program's input: forward input i ("x{i}") by its op arg name."""
+    return args[int(role[1:])] if role[0] == "x" else role
+
+
+def call(program: Program, tensors) -> Tensor:
+    """Apply `program` to tensors: the one path user functions and built-in ops take."""
+    return apply(program.compiled.get("op") or program_op(program), tensors, needs_params(tensors))
+
+
+def _vjp_rule(program: Program, i: int, args: tuple[str, ...]):
+    def rule(ctx, g):
+        grads = ctx.__dict__.get("_pointwise_grads")
+        if grads is None:
+            wrt = tuple(j for j, need in enumerate(ctx.needs) if need)
+            grads = ctx._pointwise_grads = _gradients(program, args, wrt, ctx, g)
+        return grads[i]
+
+    return rule
+
+
+def _gradients(program: Program, args: tuple[str, ...], wrt: tuple, ctx, g) -> dict:
+    """Input gradients for `wrt`: one fused pass, or one differentiable Op per gradient when the
+    backward itself is being recorded (create_graph) or carries forward-mode tangents."""
+    vp = program.vjp(wrt)
+    tensors = [g if role == "g" else getattr(ctx, _name(role, args)) for role in vp.roles]
+    by_role = dict(zip(vp.roles, tensors))
+    recorded = any(t._fw is not None for t in tensors) or (
+        state.grad_enabled and any(t._requires_grad for t in tensors))
+    if recorded or all(o.op in ("var", "const") for o in vp.outputs):
+        outs = []
+        for k, node in enumerate(vp.outputs):
+            if node.op == "var":
+                outs.append(tensors[vp.inputs.index(node)])
+            else:
+                sub = vp.select(k)
+                outs.append(call(sub, [by_role[r] for r in sub.roles]) if sub.n_inputs else None)
+        return dict(zip(wrt, outs))
+    backend = g._backend
+    arrays = backend.xp.pointwise(vp, *[t._data for t in tensors])
+    if len(wrt) == 1:
+        arrays = (arrays,)
+    return {j: Tensor._wrap(a, backend) for j, a in zip(wrt, arrays)}
+
+
+def _jvp(program: Program, args: tuple[str, ...], ctx, tangents):
+    jp = program.jvp(tuple(t is not None for t in tangents))
+    node = jp.outputs[0]
+    if node.op == "const":
+        return None
+    tensors = [tangents[int(r[1:])] if r[0] == "t" else getattr(ctx, _name(r, args)) for r in jp.roles]
+    if node.op == "var":
+        return tensors[jp.inputs.index(node)]
+    return call(jp, tensors)
