@@ -2,8 +2,9 @@
 
 Convolution is composed: `im2col` (a linear primitive; its transpose is `col2im`) followed by one
 matmul, so its gradients and forward-mode tangents come from those two rules plus matmul's. Max
-pooling is a primitive whose gradient scatters to each window's argmax (the first one, as PyTorch);
-the scatter and its transpose, the gather, are primitives too, so double backward works. Softmax and
+pooling is an argmax followed by a gather by index; the gather's transpose is a scatter, so both are
+linear primitives and double backward works. The gradient goes to each window's first maximum, as
+in PyTorch. Softmax and
 log-softmax are fused primitives: one forward kernel and one-line rules instead of the seven ops of
 the composed logsumexp (measured in benchmarks/training.py's notes, docs/training.md).
 
@@ -23,13 +24,13 @@ def out_size(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _patches(xp, x, kernel, stride, padding, dilation, value=0.0):
+def _patches(xp, x, kernel, stride, padding, dilation):
     """(A, B, H, W) -> (A, kh, kw, B, Ho, Wo): every window position, one strided copy per offset."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     a, b, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
     if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=value)
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant")
     out = xp.empty((a, kh, kw, b, ho, wo), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -85,61 +86,71 @@ def col2im(cols, shape, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
                                    "padding": padding, "dilation": dilation})
 
 
-# ---- max pooling --------------------------------------------------------------------------------
-def _pool_windows(xp, x, kernel, stride, padding, dilation, value):
-    """x (N, C, H, W) as windows (C, kh*kw, N, Ho, Wo), padded with `value`."""
-    p = _patches(xp, x.transpose(1, 0, 2, 3), kernel, stride, padding, dilation, value)
-    c, kh, kw, n, ho, wo = p.shape
-    return p.reshape(c, kh * kw, n, ho, wo)
+# ---- max pooling: argmax (not differentiable), then a gather by index whose transpose is a scatter --
+def _pool_argmax(xp, x, kernel, stride, padding, dilation):
+    """Flat index into x's (C, N, H, W) layout of each window's first maximum, shape (C, N, Ho, Wo).
+
+    One strided view per kernel offset against a running maximum, with the winning offset number kept
+    in a small-integer array by arithmetic (masked writes are several times slower): no window copy."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    xt = x.transpose(1, 0, 2, 3)
+    c, n, h, w = xt.shape
+    ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
+    if ph or pw:
+        xt = xp.pad(xt, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=-xp.inf)
+    small = xp.int8 if kh * kw < 128 else xp.int32
+    views = [xt[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+             for i in range(kh) for j in range(kw)]
+    best = views[0].copy()
+    arg = xp.zeros(best.shape, dtype=small)
+    for k in range(1, len(views)):
+        better = (views[k] > best).astype(small)
+        xp.maximum(best, views[k], out=best)
+        arg += better * (small(k) - arg)
+    offsets = xp.asarray([(i * dh - ph) * w + (j * dw - pw) for i in range(kh) for j in range(kw)])
+    grid = (xp.arange(c * n).reshape(c, n, 1, 1) * (h * w) + xp.arange(ho).reshape(1, 1, ho, 1) * (sh * w)
+            + xp.arange(wo).reshape(1, 1, 1, wo) * sw)
+    return xp.take(offsets, arg) + grid
 
 
-def _argmax(xp, x, kernel, stride, padding, dilation):
-    """Index in its window of each window's (first) maximum, shape (C, 1, N, Ho, Wo)."""
-    windows = _pool_windows(xp, x, kernel, stride, padding, dilation, -xp.inf)
-    return xp.expand_dims(xp.argmax(windows, axis=1), 1)
+def _gather(xp, x, idx, overlap):
+    """x's (C, N, H, W)-layout elements at flat indices idx (C, N, Ho, Wo), returned as (N, C, Ho, Wo)."""
+    return xp.take(x.transpose(1, 0, 2, 3).reshape(-1), idx).transpose(1, 0, 2, 3)
 
 
-def _max_pool(xp, x, kernel, stride, padding, dilation):
-    windows = _pool_windows(xp, x, kernel, stride, padding, dilation, -xp.inf)
-    return windows.max(axis=1).transpose(1, 0, 2, 3)
+def _scatter(xp, g, idx, shape, overlap):
+    """The transpose of _gather: g (N, C, Ho, Wo) added into zeros of `shape` (N, C, H, W) at idx."""
+    n, c, h, w = shape
+    out = xp.zeros(n * c * h * w, dtype=g.dtype)
+    if overlap:
+        xp.scatter_add(out, idx.reshape(-1), g.transpose(1, 0, 2, 3).reshape(-1))
+    else:
+        out[idx.reshape(-1)] = g.transpose(1, 0, 2, 3).reshape(-1)
+    return out.reshape(c, n, h, w).transpose(1, 0, 2, 3)
 
 
-def _pool_gather(xp, x, h, kernel, stride, padding, dilation):
-    """h at the argmax of x in each window (N, C, Ho, Wo)."""
-    idx = _argmax(xp, x, kernel, stride, padding, dilation)
-    windows = _pool_windows(xp, h, kernel, stride, padding, dilation, 0.0)
-    return xp.take_along_axis(windows, idx, axis=1)[:, 0].transpose(1, 0, 2, 3)
+POOL_ARGMAX = Op("max_pool2d_argmax", _pool_argmax)
+POOL_GATHER = Op("max_pool2d_gather", _gather, args=("x", "idx"), save=("idx", ""),
+                 vjp=(lambda c, g: _pool_scatter(g, c.idx, c.shapes[0], c.overlap), None),
+                 jvp=(lambda c, t: apply(POOL_GATHER, (t, c.idx), {"overlap": c.overlap}), None))
+POOL_SCATTER = Op("max_pool2d_scatter", _scatter, args=("g", "idx"), save=("idx", ""),
+                  vjp=(lambda c, h: apply(POOL_GATHER, (h, c.idx), {"overlap": c.overlap}), None),
+                  jvp=(lambda c, t: _pool_scatter(t, c.idx, c.shape, c.overlap), None))
 
 
-def _pool_scatter(xp, x, g, kernel, stride, padding, dilation):
-    """g (N, C, Ho, Wo) added at the argmax of x in each window: an array shaped like x."""
-    idx = _argmax(xp, x, kernel, stride, padding, dilation)
-    c, _, n, ho, wo = idx.shape
-    kh, kw = kernel
-    offsets = xp.arange(kh * kw).reshape(1, kh * kw, 1, 1, 1)
-    onehot = (offsets == idx) * xp.expand_dims(g.transpose(1, 0, 2, 3), 1)
-    p = onehot.reshape(c, kh, kw, n, ho, wo)
-    return _fold(xp, p, (c, n) + x.shape[2:], kernel, stride, padding, dilation).transpose(1, 0, 2, 3)
-
-
-def _pool(op, x, h, c):
-    return apply(op, (x, h), _window_params(c))
-
-
-MAX_POOL = Op("max_pool2d", _max_pool, save="x",
-              vjp=(lambda c, g: _pool(POOL_SCATTER, c.x, g, c),),
-              jvp=(lambda c, t: _pool(POOL_GATHER, c.x, t, c),))
-POOL_SCATTER = Op("max_pool2d_scatter", _pool_scatter, args=("x", "g"), save=("", "x"),
-                  vjp=(None, lambda c, h: _pool(POOL_GATHER, c.x, h, c)),
-                  jvp=(None, lambda c, t: _pool(POOL_SCATTER, c.x, t, c)))
-POOL_GATHER = Op("max_pool2d_gather", _pool_gather, args=("x", "h"), save=("", "x"),
-                 vjp=(None, lambda c, g: _pool(POOL_SCATTER, c.x, g, c)),
-                 jvp=(None, lambda c, t: _pool(POOL_GATHER, c.x, t, c)))
+def _pool_scatter(g, idx, shape, overlap):
+    return apply(POOL_SCATTER, (g, idx), {"shape": shape, "overlap": overlap})
 
 
 def max_pool2d(x, kernel, stride, padding=(0, 0), dilation=(1, 1)):
-    """Max over each window of an (N, C, H, W) tensor; the gradient goes to the first maximum."""
-    return apply(MAX_POOL, (x,), {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation})
+    """Max over each window of an (N, C, H, W) tensor; the gradient goes to the first maximum, as torch.
+
+    Composed of an argmax (no gradient) and a gather by index, whose transpose is a scatter, so both
+    modes and higher orders follow from two linear rules."""
+    params = {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+    idx = apply(POOL_ARGMAX, (x,), params)
+    overlap = stride[0] < dilation[0] * (kernel[0] - 1) + 1 or stride[1] < dilation[1] * (kernel[1] - 1) + 1
+    return apply(POOL_GATHER, (x, idx), {"overlap": overlap})
 
 
 # ---- softmax and log-softmax: fused, one pass forward and one-line rules -------------------------

@@ -176,17 +176,22 @@ class Adam(Optimizer):
             else:
                 g = g + wd * p
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        tmp = g * (1.0 - beta1)  # the one scratch buffer; every other pass is in place
         m *= beta1
-        m += (1.0 - beta1) * g
+        m += tmp
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - beta2
         v *= beta2
-        v += (1.0 - beta2) * (g * g)
+        v += tmp
         if group["amsgrad"]:
             xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
-        denom = xp.sqrt(v)
-        denom *= 1.0 / math.sqrt(1.0 - beta2 ** step)
-        denom += eps
-        p -= (lr / (1.0 - beta1 ** step)) * (m / denom)
+        xp.sqrt(v, out=tmp)
+        tmp *= 1.0 / math.sqrt(1.0 - beta2 ** step)
+        tmp += eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= lr / (1.0 - beta1 ** step)
+        p -= tmp
 
 
 class AdamW(Adam):
