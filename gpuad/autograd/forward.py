@@ -5,16 +5,21 @@ the forward (see function.apply); there is no backward pass. Distinct levels kee
 apart, so d/dx [x * d/dy (x + y)] is 1, not 2 (no perturbation confusion)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import ShapeError
 from .function import Op, apply
 from .mode import new_level
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
 
 # The identity as an op: a new tensor on the same memory whose graph edge leads to its input, so a
 # dual (or an unpacked primal) of a leaf that requires grad still passes gradients to that leaf.
 ALIAS = Op("alias", lambda xp, x: x, vjp=(lambda c, g: g,), jvp=(lambda c, t: t,), view=True)
 
 
-def alias(t):
+def alias(t: Tensor) -> Tensor:
     """`t` under a new name, connected to its graph and carrying its tangents."""
     return apply(ALIAS, (t,), {})
 
