@@ -48,7 +48,7 @@ def _command(args) -> str:
 
 def run(args) -> int:
     """Run the chosen suites, print their tables and write the JSON and plot if asked."""
-    from .cases import Env, run_case
+    from .cases import Env, document, run_case
     from .harness import copy_bandwidth, machine_info
 
     compare = tuple(c.strip() for c in (args.compare or "").split(",") if c.strip())
@@ -75,9 +75,7 @@ def run(args) -> int:
             records.append(run_case(case, env))
     for text in env.notes:
         print(f"note: {text}")
-    result = {"schema": "gpuad-bench/1", "machine": info, "device": env.device, "suites": list(suites),
-              "compare": list(compare), "sizes": env.sizes, "repeat": env.samples,
-              "min_sample_s": env.min_sample_s, "notes": env.notes, "results": records}
+    result = document(env, info, list(suites), records)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1, default=float)

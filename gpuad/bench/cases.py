@@ -160,3 +160,10 @@ def feature(path: str) -> Any:
             except (ImportError, AttributeError):
                 return None
     return obj
+
+
+def document(env: Env, info: dict, suites: list[str], records: list[dict]) -> dict:
+    """The JSON document of a run: schema, machine and versions, settings, notes, every record."""
+    return {"schema": "gpuad-bench/1", "machine": info, "device": env.device, "suites": suites,
+            "compare": list(env.compare), "sizes": env.sizes, "repeat": env.samples,
+            "min_sample_s": env.min_sample_s, "notes": env.notes, "results": records}

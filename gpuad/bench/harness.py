@@ -185,9 +185,9 @@ def format_table(timings: dict[str, Timing], references: str | list[str], bytes_
     header += "".join(f" {'vs ' + r:>12}" for r in references)
     lines = [header]
     for name, t in timings.items():
-        row = f"{name:<30} {_fmt_time(t.median):>11} {t.spread * 100:>6.1f}%"
+        row = f"{name:<30} {fmt_time(t.median):>11} {t.spread * 100:>6.1f}%"
         if per > 1:
-            row += f" {_fmt_time(t.median / per):>10}"
+            row += f" {fmt_time(t.median / per):>10}"
         if bytes_moved is not None:
             row += f" {bytes_moved / t.median / 1e9:>8.2f}"
         if flops is not None:
@@ -199,7 +199,8 @@ def format_table(timings: dict[str, Timing], references: str | list[str], bytes_
     return "\n".join(lines)
 
 
-def _fmt_time(seconds: float) -> str:
+def fmt_time(seconds: float) -> str:
+    """Seconds as a short human-readable string (s, ms, us or ns)."""
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3f} {unit}"

@@ -27,7 +27,7 @@ def plot(result: dict, path: str) -> None:
             by_case.setdefault(r["case"], []).append(r)
     memory = [r for r in result["results"] if r["kind"] == "memory"]
     panels = len(by_case) + 1 + len(memory)
-    cols = 3
+    cols = min(3, panels)
     rows = math.ceil(panels / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
     flat = list(axes.flat)

@@ -1,0 +1,58 @@
+"""Per-op overhead and MLP step (issue 2): gpuad vs PyTorch eager (CPU) and hand-written NumPy, measured
+interleaved in one process.
+
+    python benchmarks/overhead.py [--repeat 15] [--json benchmarks/results/overhead-cpu-DATE.json]
+
+Targets on the 2-core reference machine: per-op cost of the 200-op chain (forward + backward) no more
+than PyTorch eager's; the MLP step within 10% of hand-written NumPy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gpuad.bench.cases import Env, document, run_case
+from gpuad.bench.harness import fmt_time, machine_info
+from gpuad.bench.overhead import chain_case, mlp_case
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both benchmarks, print tables and the targets' verdicts, optionally write JSON."""
+    parser = argparse.ArgumentParser(description="gpuad per-op overhead and MLP step vs PyTorch and NumPy")
+    parser.add_argument("--repeat", type=int, default=15, help="timed samples per implementation")
+    parser.add_argument("--min-time", type=float, default=0.05, help="seconds per sample at least")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", metavar="F", help="write every sample, machine and versions")
+    args = parser.parse_args(argv)
+    env = Env(device=args.device, sizes=[8], samples=args.repeat, min_sample_s=args.min_time,
+              compare=("torch",))
+    info = machine_info(env.device, command="python benchmarks/overhead.py " + " ".join(argv or sys.argv[1:]))
+    print(f"{info['processor']}, {info['cpus']} cpus; " +
+          ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "torch") if info[k]) + "\n")
+    records = [run_case(chain_case(env), env), run_case(mlp_case(env), env)]
+    chain, mlp = (r["impls"] for r in records)
+    per_op = {name: t["median"] / records[0]["per"] for name, t in chain.items()}
+    if "gpuad" in per_op:
+        line = f"per-op cost (forward + backward): gpuad {fmt_time(per_op['gpuad'])}"
+        if "torch" in per_op:
+            verdict = "meets" if per_op["gpuad"] <= per_op["torch"] else "misses"
+            line += (f", torch eager {fmt_time(per_op['torch'])}: {per_op['gpuad'] / per_op['torch']:.2f}x "
+                     f"({verdict} the target <= 1.00x)")
+        print(line)
+    if "gpuad ops" in mlp:
+        ratio = mlp["gpuad ops"]["median"] / mlp["numpy by hand"]["median"]
+        print(f"MLP step: gpuad {fmt_time(mlp['gpuad ops']['median'])}, NumPy by hand "
+              f"{fmt_time(mlp['numpy by hand']['median'])}: {ratio:.2f}x "
+              f"({'meets' if ratio <= 1.10 else 'misses'} the target <= 1.10x)")
+    for text in env.notes:
+        print(f"note: {text}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(document(env, info, ["training"], records), f, indent=1, default=float)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
