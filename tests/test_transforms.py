@@ -214,3 +214,21 @@ def test_inner_result_without_outer_recording_is_cut_from_the_graph():
     x = t64(3)
     value, g = ga.value_and_grad(lambda x: (x ** 2).sum())(x)
     assert value.grad_fn is None and g.grad_fn is None and not g.requires_grad
+
+
+def test_jvp_of_jvp_gives_second_derivatives():
+    """The inner tanh rule reads the output y; its outer-level tangent must be there (levels in order)."""
+    x = t64(4)
+    inner = lambda x: ga.jvp(ga.tanh, (x,), (ga.ones_like(x),))[1]
+    _, second = ga.jvp(inner, (x,), (ga.ones_like(x),))
+    th = np.tanh(x.numpy())
+    close(second, -2 * th * (1 - th ** 2))
+
+
+def test_hessian_blocks_for_two_arguments():
+    x, y = t64(3), t64(3)
+    h = ga.hessian(lambda x, y: (x * x * y).sum(), argnums=(0, 1))(x, y)
+    close(h[0][0], np.diag(2 * y.numpy()))
+    close(h[0][1], np.diag(2 * x.numpy()))
+    close(h[1][0], np.diag(2 * x.numpy()))
+    close(h[1][1], np.zeros((3, 3)))
