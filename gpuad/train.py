@@ -105,6 +105,7 @@ def plot_curves(metrics: dict, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     epochs = [e["epoch"] for e in metrics["epochs"]]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -115,6 +116,7 @@ def plot_curves(metrics: dict, path: str) -> None:
     ax2.plot(epochs, [100 * e["test_acc"] for e in metrics["epochs"]], "s-", label="test")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     cfg = metrics["config"]
