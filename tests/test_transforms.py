@@ -232,3 +232,12 @@ def test_hessian_blocks_for_two_arguments():
     close(h[0][1], np.diag(2 * x.numpy()))
     close(h[1][0], np.diag(2 * x.numpy()))
     close(h[1][1], np.zeros((3, 3)))
+
+
+def test_jvp_of_nested_outputs():
+    x, v = t64(3), t64(3)
+    (a, (b, c)), (ta, (tb, tc)) = ga.jvp(lambda x: (x * 2, (ga.sin(x), x.sum())), (x,), (v,))
+    close(b, np.sin(x.numpy()))
+    close(ta, 2 * v.numpy())
+    close(tb, np.cos(x.numpy()) * v.numpy())
+    close(tc, v.numpy().sum())

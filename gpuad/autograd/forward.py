@@ -59,7 +59,8 @@ def _tree_map(fn, tree):
 
 
 def jvp(f, primals, tangents):
-    """(f(*primals), J_f(primals) @ tangents) in one forward pass; primals/tangents are tuples."""
+    """(f(*primals), J_f(primals) @ tangents) in one forward pass; primals/tangents are tuples, f's
+    result a tensor or (nested) tuples of them."""
     from ..ops.common import as_tensor
 
     primals = tuple(primals) if isinstance(primals, (tuple, list)) else (primals,)
@@ -69,7 +70,5 @@ def jvp(f, primals, tangents):
     level = new_level()
     duals = [make_dual(as_tensor(p), t, level) for p, t in zip(primals, tangents)]
     out = f(*duals)
-    pairs = _tree_map(lambda o: unpack_dual(o, level), out)
-    if isinstance(out, (tuple, list)):
-        return type(out)(p for p, _ in pairs), type(out)(t for _, t in pairs)
-    return pairs
+    return (_tree_map(lambda o: unpack_dual(as_tensor(o), level)[0], out),
+            _tree_map(lambda o: unpack_dual(as_tensor(o), level)[1], out))
