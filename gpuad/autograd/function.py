@@ -51,11 +51,16 @@ def _describe(inputs) -> str:
 def apply(op: Op, inputs: tuple, params: dict):
     """Run `op` on tensors `inputs` with static `params`; the single path every op takes."""
     backend = inputs[0]._backend
+    dual = needs_grad = False  # one pass over the inputs: devices, tangents, grad
     for t in inputs:
         if t._backend is not backend:
             raise DeviceError(
                 f"{op.name}: expected all tensors on the same device, got {_describe(inputs)}; "
                 "move them with .to(device) first")
+        if t._fw is not None:
+            dual = True
+        if t._requires_grad:
+            needs_grad = True
     arrays = [t._data for t in inputs]
     try:
         data = op.forward(backend.xp, *arrays, **params)
@@ -68,17 +73,10 @@ def apply(op: Op, inputs: tuple, params: dict):
     out = Tensor._wrap(data, params["device"] if op.moves_device else backend)
     if op.view:
         out._version = inputs[0]._version
-    dual = False
-    for t in inputs:
-        if t._fw is not None:
-            dual = True
-            out._fw = {}  # filled below; a node saving "y" shares this dict, so y keeps its tangents
-            break
-    if state.grad_enabled and op.differentiable and data.dtype.kind == "f":
-        for t in inputs:
-            if t._requires_grad:
-                _record(op, inputs, params, out, arrays)
-                break
+    if dual:
+        out._fw = {}  # filled below; a node saving "y" shares this dict, so y keeps its tangents
+    if needs_grad and state.grad_enabled and op.differentiable and data.dtype.kind == "f":
+        _record(op, inputs, params, out, arrays)
     if dual:  # after _record: JVP rules reading y then see it on the graph (grad of jvp)
         _propagate_tangents(op, inputs, params, out)
     return out
