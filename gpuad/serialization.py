@@ -38,7 +38,7 @@ def _encode(obj, arrays: list, where: str):
                 arr = arr.view(np.uint16)
             else:
                 raise TypeError(f"ga.save: cannot store an array of dtype {arr.dtype} at {where}")
-        arrays.append(np.ascontiguousarray(arr))
+        arrays.append(arr if arr.flags.c_contiguous else arr.copy())  # (ascontiguousarray makes 0-d 1-d)
         return node
     if isinstance(obj, dict):
         items = []
@@ -103,6 +103,9 @@ def load(path, device="cpu"):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"ga.load: no such file: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise CheckpointError(f"ga.load: {path} is not a gpuad checkpoint (not an .npz zip archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile) or _META not in npz.files:
