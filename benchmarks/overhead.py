@@ -14,7 +14,7 @@ import sys
 
 from gpuad.bench.cases import Env, document, run_case
 from gpuad.bench.harness import fmt_time, machine_info
-from gpuad.bench.overhead import chain_case, mlp_case
+from gpuad.bench.overhead import chain_case, mlp_case, profile_chain
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds per sample at least")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", metavar="F", help="write every sample, machine and versions")
+    parser.add_argument("--profile", action="store_true",
+                        help="also break the chain's per-op cost down by layer (cProfile self time)")
     args = parser.parse_args(argv)
     env = Env(device=args.device, sizes=[8], samples=args.repeat, min_sample_s=args.min_time,
               compare=("torch",))
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MLP step: gpuad {fmt_time(mlp['gpuad ops']['median'])}, NumPy by hand "
               f"{fmt_time(mlp['numpy by hand']['median'])}: {ratio:.2f}x "
               f"({'meets' if ratio <= 1.10 else 'misses'} the target <= 1.10x)")
+    if args.profile:
+        print("\nwhere gpuad's per-op time goes (chain, forward + backward; cProfile self time scaled to "
+              "the unprofiled cost):")
+        for name, seconds in profile_chain(env):
+            print(f"  {name:<52} {seconds * 1e6:6.2f} us")
     for text in env.notes:
         print(f"note: {text}")
     if args.json:

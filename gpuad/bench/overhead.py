@@ -188,3 +188,49 @@ def mlp_case(env: Env) -> Case:
     shape = "-".join(map(str, LAYERS)) + f", batch {BATCH}, SGD"
     return Case("training", "MLP step (ops)", impls, "numpy by hand", shape=shape, rtol=1e-3, atol=1e-5,
                 pause_s=0.15)
+
+
+# (group, test on (file, function)) in order: the first match names where a function's self time goes
+PROFILE_GROUPS = (
+    ("autograd/function.py apply()", lambda f, n: f.endswith("autograd/function.py") and n == "apply"),
+    ("autograd/function.py _record() + Node()", lambda f, n: f.endswith("autograd/function.py") and n == "_record"
+     or f.endswith("autograd/node.py") and n == "__init__"),
+    ("Tensor._wrap/_setup (+ object.__new__)", lambda f, n: f.endswith("gpuad/tensor.py") and n in ("_wrap", "_setup")
+     or n.startswith("<built-in method __new__ of type object")),
+    ("Tensor.__del__", lambda f, n: f.endswith("gpuad/tensor.py") and n == "__del__"),
+    ("memory tracking: HostMemory.track/untrack",
+     lambda f, n: f.endswith("backends/cpu.py") and n in ("track", "untrack")),
+    ("engine: run_backward/_run_node/_plan/_sum_to", lambda f, n: f.endswith("autograd/engine.py")),
+    ("node.context/free (+ Ctx)", lambda f, n: f.endswith("autograd/node.py")),
+    ("op wrappers, operands, scalars (ops/, tensor.py)",
+     lambda f, n: "/gpuad/ops/" in f or f.endswith("gpuad/tensor.py")),
+    ("pointwise programs (gpuad/elementwise/)", lambda f, n: "/gpuad/elementwise/" in f),
+    ("other gpuad (mode, ...)", lambda f, n: "/gpuad/" in f),
+    ("NumPy and builtins (the arithmetic itself)", lambda f, n: True),
+)
+
+
+def profile_chain(env: Env, calls: int = 200) -> list[tuple[str, float]]:
+    """Where the chain's time goes: cProfile self time per group, scaled to the unprofiled time per op.
+
+    Profiling inflates call-heavy code, so the shares are approximate; their sum is the measured cost."""
+    import cProfile
+    import pstats
+
+    from .harness import compare
+
+    run = gpuad_chain(env)
+    per_op = compare({"gpuad": run}, samples=7, min_sample_s=0.05)["gpuad"].median / CHAIN_OPS
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        run()
+    profiler.disable()
+    groups = {name: 0.0 for name, _ in PROFILE_GROUPS}
+    for (path, _, func), (_, _, self_time, _, _) in pstats.Stats(profiler).stats.items():
+        for name, match in PROFILE_GROUPS:
+            if match(path, func):
+                groups[name] += self_time
+                break
+    total = sum(groups.values())
+    return [(name, t / total * per_op) for name, t in groups.items()]
