@@ -123,19 +123,42 @@ def _run_node(node, g, create_graph, pending, deliver_leaf, needed, targets):
         needed[edge] if type(edge) is Node else targets is None or id(edge) in targets)]
     if not todo:
         return
-    op = node.op
-    ctx = node.context(create_graph)
-    for i in todo:
+    for i, gi in _vjps_retrying(node, g, create_graph, todo):
         edge = node.edges[i]
-        gi = op.vjp(ctx, g, i) if op.variadic else op.vjp[i](ctx, g)
-        if gi is None:
-            continue
-        gi = _sum_to(gi, node.shapes[i], node.dtypes[i])
         if type(edge) is Node:
             prev = pending.get(edge)
             pending[edge] = gi if prev is None else prev + gi
         else:
             deliver_leaf(edge, gi)
+
+
+def _vjps(node, g, create_graph, todo) -> list:
+    """(input index, gradient reduced to that input's shape) for the inputs in `todo`."""
+    op = node.op
+    ctx = node.context(create_graph)
+    out = []
+    for i in todo:
+        gi = op.vjp(ctx, g, i) if op.variadic else op.vjp[i](ctx, g)
+        if gi is not None:
+            out.append((i, _sum_to(gi, node.shapes[i], node.dtypes[i])))
+    return out
+
+
+def _vjps_retrying(node, g, create_graph, todo) -> list:
+    """_vjps; on out of memory (CuPy's OutOfMemoryError is a MemoryError) return the device pool's
+    cached blocks to the driver and retry once, then raise with the device's memory statistics."""
+    try:
+        return _vjps(node, g, create_graph, todo)
+    except MemoryError as exc:
+        backend = g._backend
+        backend.empty_cache()
+        try:
+            return _vjps(node, g, create_graph, todo)
+        except MemoryError as again:
+            raise MemoryError(
+                f"backward: out of memory in {node.name} on {backend.device} (gradient {g.shape} {g.dtype}) "
+                f"even after freeing the pool's cached blocks ({exc}); memory: {backend.memory_stats()}. "
+                "Free tensors, use a smaller batch, or ga.checkpoint segments of the model") from again
 
 
 def backward(tensor, grad=None, retain_graph=None, create_graph=False) -> None:
