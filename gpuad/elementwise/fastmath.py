@@ -3,8 +3,9 @@
 A Numba loop that calls math.exp/tanh runs scalar libm (PyPI's Numba has no SVML), which loses to
 multi-pass NumPy. These versions use only arithmetic, comparisons (selects) and bit casts, so LLVM
 vectorizes the loop around them. Cephes-style range reduction and polynomials; special values
-(inf, nan, subnormal results, -0) as NumPy gives them; accuracy within a few ulp of NumPy (tested
-over the whole float32 range in tests/test_elementwise_fastmath.py)."""
+(inf, nan, subnormal results, -0) as NumPy gives them; accuracy against NumPy (tested over the whole
+float32 range in tests/test_elementwise_fastmath.py): exp, log 1 ulp, erf 2 ulp, tanh 8 ulp (a
+rational function with one division: 2.4x cheaper than the 1-ulp exp-based form)."""
 from __future__ import annotations
 
 import numpy as np
@@ -101,20 +102,26 @@ def log_f32(x):
     return x if x != x else res
 
 
-_T = tuple(F(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
-                          -3.33332819422e-1))
+# tanh as an odd/even rational function on [-7.9053, 7.9053] (beyond, float32 tanh is +-1): Eigen's
+# generic_fast_tanh_float coefficients, highest power first; one division, no exp
+_TA = tuple(F(c) for c in (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+                           5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+                           4.89352455891786e-03))
+_TB = tuple(F(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+                           4.89352518554385e-03))
+_TCLAMP, _TTINY = F(7.90531110763549805), F(0.0004)
 
 
 @njit(inline="always", cache=True)
 def tanh_f32(x):
-    """tanh x: an odd polynomial below |x| = 0.625, 1 - 2 / (e**(2|x|) + 1) above (Cephes)."""
-    ax = abs(x)
-    z = x * x
-    p = (((_T[0] * z + _T[1]) * z + _T[2]) * z + _T[3]) * z + _T[4]
-    small = p * z * x + x
-    big = _ONE - _TWO / (exp_f32(ax + ax) + _ONE)
-    big = big if x >= _ZERO else -big
-    return small if ax < F(0.625) else (x if x != x else big)
+    """tanh x = x P(x^2) / Q(x^2) with x clamped to +-7.9053; x itself below |x| = 0.0004."""
+    xc = _TCLAMP if x > _TCLAMP else x
+    xc = -_TCLAMP if xc < -_TCLAMP else xc
+    z = xc * xc
+    p = ((((((_TA[0] * z + _TA[1]) * z + _TA[2]) * z + _TA[3]) * z + _TA[4]) * z + _TA[5]) * z + _TA[6]) * xc
+    q = ((_TB[0] * z + _TB[1]) * z + _TB[2]) * z + _TB[3]
+    r = p / q
+    return x if (abs(x) < _TTINY) | (x != x) else r
 
 
 _E = tuple(F(c) for c in (7.853861353153693e-5, -8.010193625184903e-4, 5.188327685732524e-3,

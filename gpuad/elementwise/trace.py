@@ -12,6 +12,8 @@ import math
 import sys
 import types
 
+import numpy as np
+
 from ..errors import GpuadError
 from . import expr
 from .expr import Node, op
@@ -44,6 +46,10 @@ def lift(value) -> Node:
         return value.node
     if isinstance(value, (bool, int, float)):
         return expr.const(value)
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return expr.const(value.item())
+    if type(value).__name__ == "Tensor" and value.size == 1 and not value.requires_grad:
+        return expr.const(value.item())  # a constant computed with gpuad ops while tracing
     _fail(f"a value of type {type(value).__name__} ({value!r:.40})",
           "only numbers, traced arguments and expressions of them can be combined")
 

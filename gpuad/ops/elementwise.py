@@ -88,7 +88,7 @@ def _binary(name: str, reflected: bool = False):
         if reflected:
             a, b = b, a
         if isinstance(a, Value) or isinstance(b, Value):
-            return scalar(a, b)
+            return scalar(Value(lift(a)), Value(lift(b)))
         a, b = operands(a, b)
         return apply(op_, (a, b), needs_params((a, b)))
 
