@@ -8,14 +8,14 @@ by reverse-over-reverse (grad of <grad f, v>), one gradient, and PyTorch's
 torch.func.jvp(torch.func.grad(f)) when torch is installed. Target: an HVP costs at most ~3 gradients
 and no more than PyTorch's.
 
-BLAS (and torch) run single-threaded so that the 2-core CI machine's other work does not make
-thread contention the thing measured. Run: python benchmarks/transforms.py [--out FILE].
+BLAS, Numba's kernels and torch run single-threaded so that the 2-core machine's other work does
+not make thread contention the thing measured. Run: python benchmarks/transforms.py [--out FILE].
 """
 from __future__ import annotations
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402  (the thread settings must precede NumPy's import)
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args()
     info = machine_info()
-    lines = ["# gpuad transforms benchmark (CPU, float32, BLAS single-threaded)",
+    lines = ["# gpuad transforms benchmark (CPU, float32, BLAS/Numba/torch single-threaded)",
              "# " + ", ".join(f"{k}={v}" for k, v in info.items()),
              f"# load average at start (other processes share the cores): {os.getloadavg()[0]:.2f}", ""]
     for n, m in ((8, 1024), (1024, 8)):
