@@ -5,9 +5,7 @@ few lines). Same contract as the NumPy reference in gpuad/backends/cpu_kernels.p
 Every launch goes on CuPy's current stream and returns at once: nothing here waits for the GPU."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,31 +23,6 @@ def kernel_source(name: str) -> str:
     """The CUDA source of kernels/<name>.cu with common.cuh inlined (NVRTC and CuPy's cache see it)."""
     common = (KERNEL_DIR / "common.cuh").read_text()
     return (KERNEL_DIR / f"{name}.cu").read_text().replace('#include "common.cuh"', common)
-
-
-def pointwise_sources(dtypes=("float32", "float16", "float64")):
-    """(file stem, CUDA source) of every built-in pointwise program, its VJP and its JVP, per float
-    dtype: what CuPy compiles at run time, for the nvcc check in .ci/compile_kernels."""
-    from ..ops.elementwise import PROGRAMS
-
-    for name, prog in PROGRAMS.items():
-        floats = tuple(v.kind == "f" for v in prog.inputs)
-        variants = [("fwd", prog)]
-        if any(floats):
-            variants += [("vjp", prog.vjp(tuple(i for i, f in enumerate(floats) if f))), ("jvp", prog.jvp(floats))]
-        for variant, p in variants:
-            for dt in dtypes:
-                in_dtypes = tuple(dt if v.kind == "f" else "bool" for v in p.inputs)
-                yield f"{name}_{variant}_{dt}", p.cuda_source(in_dtypes)
-
-
-def write_pointwise_sources(directory: str) -> int:
-    """Write pointwise_sources() as DIR/<stem>.cu; returns how many (the CI hook; see __main__)."""
-    count = 0
-    for stem, source in pointwise_sources():
-        (Path(directory) / f"{stem}.cu").write_text(source)
-        count += 1
-    return count
 
 
 def _suffix(op: str, dtype) -> str:
@@ -267,9 +240,3 @@ class CUDAKernels:
                 (nb,), (256,), (*table, np.float64(lr), np.float64(momentum), np.float64(weight_decay),
                                 np.int32(bool(nesterov))))
 
-
-if __name__ == "__main__":  # python -m gpuad.backends.cuda_kernels DIR (used by .ci/compile_kernels)
-    if importlib.util.find_spec("gpuad.elementwise.cuda") is None:
-        print("gpuad.elementwise.cuda is missing: no generated CUDA sources to check", file=sys.stderr)
-        sys.exit(3)
-    print(f"wrote {write_pointwise_sources(sys.argv[1])} generated CUDA sources to {sys.argv[1]}")
