@@ -1,0 +1,105 @@
+"""Code generation targets: the Numba kernel equals the NumPy reference (broadcasting, scalars,
+non-contiguous inputs, float16/32/64, nan/inf), and the CUDA source of every built-in op compiles
+with nvcc -arch=sm_90 (no GPU needed)."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+import gpuad as ga
+from gpuad.backends import cpu
+from gpuad.elementwise import cache, numba_target, numpy_target, nvcc_check
+
+
+@ga.elementwise
+def kitchen_sink(x, y, s):
+    a = ga.where(x > y, math.tanh(x) * s, math.exp(-abs(y)))
+    b = max(x, y) - min(x, 0.5) + ga.sign(x) + ga.clip(x, -1.0, 1.0)
+    c = math.log(abs(x) + 1e-3) + math.erf(y) + math.sqrt(abs(x)) + (abs(y) + 0.5) ** x
+    return a + b + c + math.log1p(x * x) / (1.0 + math.expm1(-abs(s * y)))
+
+
+def _arrays(dtype):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((200, 300)) * 3).astype(dtype).T  # not C-contiguous, 60000 elements
+    x[0, :4] = [np.nan, np.inf, -np.inf, 0.0]
+    y = rng.standard_normal(200).astype(dtype)  # broadcast along rows
+    return x, y, np.asarray(0.75, dtype)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+def test_numba_kernel_matches_numpy_forward_and_multi_output_vjp(dtype, rtol):
+    x, y, s = _arrays(dtype)
+    prog = kitchen_sink.program(("f", "f", "f"))
+    with np.errstate(all="ignore"):
+        want = numpy_target.evaluate(prog, cpu.xp, (x, y, s))
+        got = numba_target.run(prog, (x, y, s))
+    assert got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol)
+    vjp = prog.vjp((0, 1))
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    inputs = tuple({"x0": x, "x1": y, "x2": s, "y": want, "g": g}[r] for r in vjp.roles)
+    with np.errstate(all="ignore"):
+        want_grads = numpy_target.evaluate(vjp, cpu.xp, inputs)
+        got_grads = numba_target.run(vjp, inputs)
+    for w, h in zip(want_grads, got_grads):
+        np.testing.assert_allclose(h, w, rtol=10 * rtol, atol=10 * rtol)
+
+
+def test_float16_computes_in_float32_and_kernels_are_cached_in_memory():
+    x = np.linspace(-6, 6, 1 << 16).astype(np.float16)
+    prog = ga.ops.elementwise.PROGRAMS["gelu_tanh"]
+    got = numba_target.run(prog, (x,))
+    before = dict(cache.stats)
+    again = numba_target.run(prog, (x,))
+    assert cache.stats["memory_hits"] == before["memory_hits"] + 1
+    assert cache.stats["compiles"] == before["compiles"]
+    assert got.dtype == np.float16
+    want = numpy_target.evaluate(prog, cpu.xp, (x.astype(np.float32),)).astype(np.float16)
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(got, again)
+
+
+def test_large_tensors_take_the_numba_path_and_gradients_agree():
+    x = ga.tensor(np.linspace(-3, 3, 1 << 16), requires_grad=True)
+    kitchen_sink(x, 0.25, 1.5).sum().backward()
+    small = ga.tensor(x.numpy()[::1024].copy(), requires_grad=True)  # NumPy path (below the threshold)
+    kitchen_sink(small, 0.25, 1.5).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy()[::1024], small.grad.numpy(), rtol=1e-13)
+
+
+def test_cuda_spec_is_cupy_elementwise_kernel_arguments():
+    prog = ga.ops.elementwise.PROGRAMS["where"]
+    spec = prog.cuda_spec((np.bool_, np.float16, np.float16))
+    assert set(spec) == {"in_params", "out_params", "operation", "name", "preamble"}
+    assert spec["in_params"] == "bool a0, float16 a1, float16 a2"
+    assert spec["out_params"] == "float16 o0"
+    assert "o0 = (float16)(" in spec["operation"] and spec["name"].startswith("gpuad_where_")
+    assert hash(prog.key) == hash(ga.ops.elementwise.PROGRAMS["where"].key)
+
+
+def test_every_builtin_has_cuda_source_with_one_global_kernel():
+    for dtype in nvcc_check.DTYPES:
+        units = nvcc_check.sources(dtype)
+        assert len(units) == 3 * len(ga.ops.elementwise.PROGRAMS)
+        assert all(u.count("__global__") == 1 for u in units.values())
+
+
+nvcc = shutil.which("nvcc")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(nvcc is None, reason="nvcc is not installed (the CUDA toolkit's compiler)")
+def test_cuda_source_of_every_builtin_compiles_with_nvcc_sm90():
+    assert nvcc_check.compile_all(nvcc, "sm_90") == []
+
+
+@pytest.mark.skipif(nvcc is None, reason="nvcc is not installed (the CUDA toolkit's compiler)")
+def test_nvcc_check_reports_a_broken_kernel(tmp_path, monkeypatch):
+    monkeypatch.setattr(nvcc_check, "DTYPES", (np.dtype(np.float32),))
+    monkeypatch.setattr(nvcc_check, "sources", lambda dtype: {"broken": "__global__ void k() { undefined(); }"})
+    failures = nvcc_check.compile_all(nvcc, "sm_90")
+    assert len(failures) == 1 and "undefined" in failures[0]
