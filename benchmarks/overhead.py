@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print("\nwhere gpuad's per-op time goes (chain, forward + backward; cProfile self time scaled to "
               "the unprofiled cost):")
-        for name, seconds in profile_chain(env):
+        groups = profile_chain(env)
+        for name, seconds in groups:
             print(f"  {name:<52} {seconds * 1e6:6.2f} us")
+        records.append({"kind": "profile", "suite": "training", "case": chain_case(env).name,
+                        "groups": [{"name": name, "seconds_per_op": seconds} for name, seconds in groups]})
     for text in env.notes:
         print(f"note: {text}")
     if args.json:

@@ -60,7 +60,8 @@ def run(args) -> int:
     env.bandwidth = copy_bandwidth(xp=env.xp, clock=env.clock, samples=max(3, env.samples))
     info["copy_bandwidth_gbs"] = env.bandwidth
     print(f"gpuad bench on {env.device}: {info['processor']}, {info['cpus']} cpus"
-          + (f", {info['gpu']}" if "gpu" in info else "") + f"; copy bandwidth {env.bandwidth:.1f} GB/s")
+          + (f", {info['gpu']}" if "gpu" in info else "") + f"; copy bandwidth {env.bandwidth:.1f} GB/s; "
+          f"load average {info['loadavg_start']:.1f}; threads {info['threads']}")
     print(", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "numba", "torch", "jax", "cupy") if info[k]))
     print()
     records = []

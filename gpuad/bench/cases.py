@@ -164,6 +164,9 @@ def feature(path: str) -> Any:
 
 def document(env: Env, info: dict, suites: list[str], records: list[dict]) -> dict:
     """The JSON document of a run: schema, machine and versions, settings, notes, every record."""
+    import os
+
+    info["loadavg_end"] = os.getloadavg()[0]
     return {"schema": "gpuad-bench/1", "machine": info, "device": env.device, "suites": suites,
             "compare": list(env.compare), "sizes": env.sizes, "repeat": env.samples,
             "min_sample_s": env.min_sample_s, "notes": env.notes, "results": records}

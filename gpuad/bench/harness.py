@@ -226,6 +226,14 @@ def machine_info(device: str = "cpu", command: str | None = None) -> dict:
             info[mod] = __import__(mod).__version__
         except Exception:
             info[mod] = None
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                         "NUMBA_NUM_THREADS") if k in os.environ}
+    if info["torch"]:
+        threads["torch"] = __import__("torch").get_num_threads()
+    if info["numba"]:
+        threads["numba"] = __import__("numba").get_num_threads()
+    info["threads"] = threads
+    info["loadavg_start"] = os.getloadavg()[0]  # other work on the machine (noisy shared VMs)
     if device.startswith("cuda"):
         import cupy
 

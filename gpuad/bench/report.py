@@ -16,8 +16,12 @@ def _machine(result: dict) -> str:
     versions = ", ".join(f"{k} {m[k]}" for k in ("python", "numpy", "numba", "torch", "jax", "cupy") if m.get(k))
     where = m.get("gpu") or f"{m['processor']}, {m['cpus']} cpus"
     bw = m.get("copy_bandwidth_gbs")
+    threads = ", ".join(f"{k} {v}" for k, v in m.get("threads", {}).items())
+    load = (f"; load average {m['loadavg_start']:.1f} at the start, {m['loadavg_end']:.1f} at the end"
+            if "loadavg_end" in m else "")
     return (f"{result['device']} on {where}; {m['date']}; {versions}"
-            + (f"; measured copy bandwidth {bw:.1f} GB/s" if bw else ""))
+            + (f"; measured copy bandwidth {bw:.1f} GB/s" if bw else "") + (f"; threads: {threads}" if threads else "")
+            + load)
 
 
 def _time_table(records: list[dict]) -> list[str]:
@@ -70,6 +74,14 @@ def section(paths: list[str]) -> str:
             timed = [r for r in records if r["kind"] == "time"]
             out += _time_table(timed)
             for r in records:
+                if r["kind"] == "profile":
+                    total = sum(g["seconds_per_op"] for g in r["groups"])
+                    out += [f"**Where gpuad's per-op time goes** ({r['case']}; cProfile self time per layer, "
+                            f"scaled to the unprofiled cost of {fmt_time(total)} per op)", "",
+                            "| layer | per op | share |", "|---|---|---|"]
+                    out += [f"| {g['name']} | {fmt_time(g['seconds_per_op'])} | "
+                            f"{g['seconds_per_op'] / total * 100:.0f}% |" for g in r["groups"]]
+                    out.append("")
                 if r["kind"] == "memory":
                     ref = r["impls"][r["reference"]]["peak_bytes"]
                     out += [f"**{r['case']}** (peak live bytes above the start of forward+backward)", "",
