@@ -325,3 +325,21 @@ def test_sdpa_boolean_and_float_masks():
     add = np.where(mask, 0.0, -np.inf)
     out2 = F.scaled_dot_product_attention(ga.tensor(q), ga.tensor(k), ga.tensor(v), attn_mask=ga.tensor(add))
     np.testing.assert_allclose(out2.numpy(), out.numpy(), atol=1e-12)
+
+
+def test_large_cross_entropy_takes_the_fused_kernel_and_agrees(monkeypatch):
+    calls = []
+    fused = F._fused.softmax_cross_entropy
+    monkeypatch.setattr(F._fused, "softmax_cross_entropy", lambda *a: calls.append(1) or fused(*a))
+    logits, labels = RNG.standard_normal((160, 120)), RNG.integers(0, 120, 160)
+    labels[:7] = -100
+    x = ga.tensor(logits, requires_grad=True)
+    loss = F.cross_entropy(x, labels)
+    assert calls, "the plain case of a large input should use ops/fused.py"
+    np.testing.assert_allclose(loss.numpy(), ce_ref(logits, labels), rtol=1e-12)
+    loss.backward()
+    valid = labels != -100
+    ref = np.exp(log_softmax_ref(logits, 1))
+    ref[np.arange(160)[valid], labels[valid]] -= 1
+    ref[~valid] = 0
+    np.testing.assert_allclose(x.grad.numpy(), ref / valid.sum(), atol=1e-12)

@@ -11,12 +11,18 @@ import numpy as np
 from .. import ops as _ops  # noqa: F401  (binds Tensor methods)
 from ..autograd.mode import no_grad
 from ..errors import DtypeError, ShapeError
+from ..ops import fused as _fused
 from ..ops import nn as _nn
 from ..ops.common import as_tensor
 from ..ops.elementwise import gelu as _gelu
 from ..ops.elementwise import relu as _relu
 from ..ops.elementwise import sigmoid, tanh, where
 from ..tensor import Tensor
+
+# The plain case of cross_entropy goes to the fused kernel (gpuad/ops/fused.py) on the GPU and, on the
+# CPU, from this many logits on: measured on the 2-core CPU, the composed form is faster for (64, 10)
+# (122 vs 137 us forward + backward) and the fused one for (512, 1000) (1.46 vs 2.04 ms).
+_FUSED_XENT_MIN = 1 << 14
 
 __all__ = ["relu", "gelu", "tanh", "sigmoid", "softmax", "log_softmax", "cross_entropy", "nll_loss",
            "mse_loss", "linear", "conv2d", "max_pool2d", "avg_pool2d", "layer_norm", "batch_norm", "dropout",
@@ -179,8 +185,16 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index: i
         input = input.swapaxes(1, axis)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if (weight is None and not label_smoothing and input.ndim == 2 and reduction in ("mean", "sum", "none")
+            and (input._backend.is_gpu or input.size >= _FUSED_XENT_MIN) and _integer_labels(target)):
+        return _fused.softmax_cross_entropy(input, target, reduction, ignore_index)
     return _nll(log_softmax(input, 1 if input.ndim > 1 else 0), target, weight, ignore_index, reduction,
                 label_smoothing, "cross_entropy")
+
+
+def _integer_labels(target) -> bool:
+    kind = target.dtype.kind if isinstance(target, Tensor) else np.asarray(target).dtype.kind
+    return kind in "iu"
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
@@ -301,17 +315,15 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
-    """Normalize over the trailing `normalized_shape` dims (biased variance), then scale and shift."""
+    """Normalize over the trailing `normalized_shape` dims (biased variance), then scale and shift.
+
+    Runs the fused kernels of gpuad/ops/fused.py: measured 2.4x faster than the composed form for
+    (64, 256) and 1.7x for (512, 1024), forward + backward on the CPU."""
     input = as_tensor(input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if input.shape[input.ndim - len(shape):] != shape:
         raise ShapeError(f"layer_norm: input of shape {input.shape} does not end with normalized_shape {shape}")
-    axes = tuple(range(input.ndim - len(shape), input.ndim))
-    centered = input - input.mean(axis=axes, keepdims=True)
-    out = centered * ((centered * centered).mean(axis=axes, keepdims=True) + eps).rsqrt()
-    if weight is not None:
-        out = out * weight
-    return out if bias is None else out + bias
+    return _fused.layer_norm(input, weight, bias, eps, shape)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,

@@ -53,7 +53,10 @@ class Optimizer:
                     raise GpuadError(f"{type(self).__name__}: gradient of shape {p.grad.shape} for a parameter "
                                      f"of shape {p.shape}")
                 state = self.state.setdefault(p, {})
-                self._update(p._backend.xp, p._data, p.grad._data, state, group)
+                xp, g = p._backend.xp, p.grad._data
+                if g.strides != p._data.strides:  # e.g. a transposed weight gradient: mixed layouts are slow
+                    g = xp.ascontiguousarray(g)
+                self._update(xp, p._data, g, state, group)
                 p._version[0] += 1
         return loss
 
