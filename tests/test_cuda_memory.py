@@ -53,6 +53,22 @@ def test_backward_out_of_memory_twice_raises_with_statistics(emptied):
     assert emptied == [1]
 
 
+def test_pool_peak_hook_counts_cupy_hook_calls():
+    """The hook as CuPy calls it (keyword arguments): a failed allocation (null pointer) is not counted."""
+    from gpuad.backends.cuda import PoolPeakHook
+
+    hook = PoolPeakHook()
+    hook.start(1, 1024)
+    hook.malloc_preprocess(device_id=1, size=100, mem_size=512)
+    hook.malloc_postprocess(device_id=1, size=100, mem_size=512, mem_ptr=0x7F00, pmem_id=1)
+    hook.malloc_postprocess(device_id=1, size=10**12, mem_size=10**12, mem_ptr=0, pmem_id=0)
+    assert (hook.current[1], hook.peak[1]) == (1536, 1536)
+    hook.free_preprocess(device_id=1, mem_size=512, mem_ptr=0x7F00, pmem_id=1)
+    hook.free_postprocess(device_id=1, mem_size=512, mem_ptr=0x7F00, pmem_id=1)
+    assert (hook.current[1], hook.peak[1]) == (1024, 1536)
+    assert 0 not in hook.current  # devices are counted apart
+
+
 # ---- on a GPU -----------------------------------------------------------------------------------------
 MB = 1 << 20
 

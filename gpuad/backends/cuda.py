@@ -44,13 +44,15 @@ class PoolPeakHook:
     def free_preprocess(self, **kwargs) -> None:
         pass
 
-    def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id) -> None:
+    def malloc_postprocess(self, device_id, mem_size, mem_ptr, **kwargs) -> None:
+        if not mem_ptr:  # CuPy reports a failed allocation (out of memory) with a null pointer
+            return
         current = self.current.get(device_id, 0) + mem_size
         self.current[device_id] = current
         if current > self.peak.get(device_id, 0):
             self.peak[device_id] = current
 
-    def free_postprocess(self, device_id, mem_size, mem_ptr, pmem_id) -> None:
+    def free_postprocess(self, device_id, mem_size, **kwargs) -> None:
         self.current[device_id] = self.current.get(device_id, 0) - mem_size
 
 
@@ -93,14 +95,16 @@ class CUDABackend:
     def __init__(self, index: int = 0, _shared: CUDABackend | None = None):
         import cupy  # ImportError here makes the registry report the backend as unavailable
 
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # no driver, or no device: the registry reports the reason
+            raise RuntimeError(f"CuPy finds no usable CUDA device ({type(exc).__name__}: {exc})") from None
+        if index >= count:
+            raise RuntimeError(f"cuda:{index} does not exist: {count} CUDA device(s) visible")
         self.cupy = cupy
         self.index = index
         self.device = f"cuda:{index}"
-        try:
-            count = cupy.cuda.runtime.getDeviceCount()
-        except Exception:  # no driver, or no device
-            count = 0
-        self.available = index < count
+        self.available = True
         self._devices = _shared._devices if _shared is not None else {}
         self._devices[index] = self
         if _shared is not None:
@@ -118,9 +122,8 @@ class CUDABackend:
         self._cuda_device = cupy.cuda.Device(index)
         self._seed = 0
         self._draws = 0
-        if self.available:
-            _install_hook(cupy)
-            _hook.start(index, self._pool_used())
+        _install_hook(cupy)
+        _hook.start(index, self._pool_used())
 
     def __repr__(self) -> str:
         return f"<gpuad backend {self.name} on {self.device}>"
@@ -128,12 +131,7 @@ class CUDABackend:
     def on_device(self, index: int) -> CUDABackend:
         """The backend object of device `index` (one per device; they share the namespace)."""
         backend = self._devices.get(index)
-        if backend is None:
-            backend = CUDABackend(index, _shared=self)
-        if not backend.available:
-            raise RuntimeError(f"cuda:{index} does not exist: {self.cupy.cuda.runtime.getDeviceCount()} "
-                               "CUDA device(s) visible")
-        return backend
+        return backend if backend is not None else CUDABackend(index, _shared=self)
 
     # arrays
     def asarray(self, data, dtype=None):
@@ -167,9 +165,7 @@ class CUDABackend:
 
     def synchronize(self) -> None:
         """Wait for all queued work on this device."""
-        with self._cuda_device:
-            self.cupy.cuda.get_current_stream().synchronize()
-            self.cupy.cuda.runtime.deviceSynchronize()
+        self._cuda_device.synchronize()
 
     # memory: tensors need no accounting of their own, the pool's counters are the truth
     def track(self, arr) -> None:

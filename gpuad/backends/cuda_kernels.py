@@ -176,7 +176,8 @@ class CUDAKernels:
         ptr = self.cupy.cuda.get_current_stream().ptr
         stream = cuda.external_stream(ptr) if ptr else cuda.default_stream()
         args = [cuda.as_cuda_array(a, sync=False) if isinstance(a, self.cupy.ndarray) else a for a in args]
-        numba_kernel(name)[grid, block, stream](*args)
+        with cuda.gpus[self.cupy.cuda.Device().id]:  # Numba's context on CuPy's current device
+            numba_kernel(name)[grid, block, stream](*args)
 
     # ---- multi-tensor optimizer updates -----------------------------------------------------------
     def _table(self, op: str, groups):
@@ -208,7 +209,11 @@ class CUDAKernels:
                 continue
             if g.dtype != p.dtype or not g.flags.c_contiguous:
                 g = self.cupy.ascontiguousarray(g.astype(p.dtype, copy=False))
-            state = arrays[2].dtype if len(arrays) > 2 and arrays[2] is not None else p.dtype
+            states = {a.dtype for a in arrays[2:] if a is not None}
+            if len(states) > 1:
+                raise DtypeError(f"multi-tensor update: the optimizer states of a {p.dtype} parameter of shape "
+                                 f"{p.shape} have different dtypes {sorted(map(str, states))}")
+            state = states.pop() if states else p.dtype
             groups.setdefault((p.dtype, state), []).append((p, g, *arrays[2:]))
         return groups
 
