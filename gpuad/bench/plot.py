@@ -26,11 +26,13 @@ def plot(result: dict, path: str) -> None:
         if r["suite"] == "kernels":
             by_case.setdefault(r["case"], []).append(r)
     memory = [r for r in result["results"] if r["kind"] == "memory"]
-    panels = len(by_case) + 1 + len(memory)
-    cols = min(3, panels)
+    panels = len(by_case) + len(memory)
+    cols = 3
     rows = math.ceil(panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
-    flat = list(axes.flat)
+    fig = plt.figure(figsize=(6 * cols, 4.2 * rows + 6))
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[4.2] * rows + [6])
+    flat = [fig.add_subplot(grid[i // cols, i % cols]) for i in range(rows * cols)]
+    flat.insert(len(by_case), fig.add_subplot(grid[rows, :]))  # the ratio bars span the last row
     bandwidth = result["machine"].get("copy_bandwidth_gbs")
     for ax, (case, records) in zip(flat, by_case.items()):
         unit = ""
@@ -61,7 +63,7 @@ def plot(result: dict, path: str) -> None:
                 labels.append(f"{r['case']}{size}: {name}")
                 ratios.append(t["median"] / ref)
     ax.barh(range(len(ratios)), ratios, color=["tab:green" if v <= 1 else "tab:red" for v in ratios])
-    ax.set_yticks(range(len(ratios)), labels, fontsize=6)
+    ax.set_yticks(range(len(ratios)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
@@ -74,11 +76,11 @@ def plot(result: dict, path: str) -> None:
         ax.set_xticks(range(len(names)), names, rotation=20, fontsize=7, ha="right")
         ax.set_ylabel("peak MiB above start")
         ax.set_title(r["case"], fontsize=9)
-    for ax in flat[panels:]:
+    for ax in flat[panels + 1:]:
         ax.axis("off")
     m = result["machine"]
     fig.suptitle(f"gpuad bench on {result['device']}: {m.get('gpu') or m['processor']}, {m['cpus']} cpus, "
                  f"{m['date']}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -16,9 +16,10 @@ SEGMENT = 4  # layers per checkpointed segment
 
 
 def model_shape(env: Env) -> tuple[int, int]:
-    """(width, batch): width 1024 at the default sizes, smaller when --sizes asks for small work."""
-    width = max(32, min(1024, 2 ** int(math.log2(math.isqrt(max(env.sizes))))))
-    return width, min(256, width)
+    """(width, batch): 256 x 4096 at the default sizes (activations outweigh the weights 16 to 1, so
+    what the tape keeps shows), smaller when --sizes asks for small work."""
+    width = max(32, min(256, 2 ** int(math.log2(math.isqrt(max(env.sizes)) // 16 or 1))))
+    return width, 16 * width
 
 
 def _weights(width: int, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
