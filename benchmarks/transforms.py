@@ -1,4 +1,4 @@
-"""Transforms benchmark: (a) the jacfwd / jacrev cost crossover, (b) Hessian-vector products.
+"""Transforms benchmark: (a) jacfwd / jacrev crossover, (b) Hessian-vector products, (c) checkpointing.
 
 (a) f: R^n -> R^m, f(x) = W2 @ tanh(W1 @ x). jacfwd runs one JVP per input (n forward passes with
 tangents), jacrev one VJP per output (one forward, m backward passes): forward mode should win for
@@ -7,6 +7,8 @@ tangents), jacrev one VJP per output (one forward, m backward passes): forward m
 by reverse-over-reverse (grad of <grad f, v>), one gradient, and PyTorch's
 torch.func.jvp(torch.func.grad(f)) when torch is installed. Target: an HVP costs at most ~3 gradients
 and no more than PyTorch's.
+(c) the price of checkpointing: time and peak tensor memory of a 32-layer MLP's forward + backward,
+plain and checkpointed every 4 layers.
 
 BLAS, Numba's kernels and torch run single-threaded so that the 2-core machine's other work does
 not make thread contention the thing measured. Run: python benchmarks/transforms.py [--out FILE].
@@ -79,14 +81,46 @@ def hvp_timings(n: int = 1024, samples: int = 9) -> dict:
     return compare(impls, samples=samples, min_sample_s=0.1)
 
 
+def checkpoint_timings(layers: int = 32, batch: int = 512, width: int = 64, segment: int = 4,
+                       samples: int = 7) -> tuple[dict, dict]:
+    """Forward + backward of a tanh MLP with dropout, plain vs checkpointed in segments: (timings,
+    peak tensor bytes above the parameters)."""
+    rng = np.random.default_rng(0)
+    ws = [ga.tensor((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32),
+                    requires_grad=True) for _ in range(layers)]
+    x = ga.tensor(rng.standard_normal((batch, width)).astype(np.float32))
+
+    def block(h, *group):
+        for w in group:
+            h = ga.tanh(h @ w) * (ga.rand(*h.shape) > 0.1) * (1 / 0.9)
+        return h
+
+    def step(ck: bool):
+        h = x
+        for start in range(0, layers, segment):
+            group = ws[start:start + segment]
+            h = ga.checkpoint(block, h, *group) if ck else block(h, *group)
+        (h ** 2).mean().backward()
+        for w in ws:
+            w.grad = None
+
+    impls = {"plain": lambda: step(False), f"checkpoint every {segment} layers": lambda: step(True)}
+    peaks = {}
+    for name, run in impls.items():
+        base = ga.memory.stats()["current_bytes"]
+        ga.memory.reset_peak()
+        run()
+        peaks[name] = ga.memory.stats()["peak_bytes"] - base
+    return compare(impls, samples=samples, min_sample_s=0.2), peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args()
     info = machine_info()
     lines = ["# gpuad transforms benchmark (CPU, float32, BLAS/Numba/torch single-threaded)",
-             "# " + ", ".join(f"{k}={v}" for k, v in info.items()),
-             f"# load average at start (other processes share the cores): {os.getloadavg()[0]:.2f}", ""]
+             "# " + ", ".join(f"{k}={v}" for k, v in info.items()), ""]
     for n, m in ((8, 1024), (1024, 8)):
         t = crossover(n, m)
         winner, loser = sorted(t, key=lambda k: t[k].median)
@@ -98,6 +132,10 @@ def main() -> None:
     if "torch.func jvp(grad)" in t:
         ratio = t["hvp fwd-over-rev (ga.hvp)"].median / t["torch.func jvp(grad)"].median
         lines.append(f"ga.hvp / torch.func jvp(grad) = {ratio:.2f}")
+    t, peaks = checkpoint_timings()
+    lines += ["", "(c) 32-layer tanh MLP with dropout (batch 512, width 64): forward + backward",
+              format_table(t, "plain")]
+    lines += [f"peak tensor memory, {name}: {peak / 1e6:.1f} MB" for name, peak in peaks.items()]
     report = "\n".join(lines)
     print(report)
     if args.out:
