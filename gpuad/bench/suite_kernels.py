@@ -207,6 +207,9 @@ def cross_entropy_cases(env: Env, size: int) -> Iterator[Case]:
     index_t = ga.tensor(index, device=env.device)
     labels_t = ga.tensor(labels, device=env.device)
     impls["gpuad composed ops"] = autograd(composed)
+    fused_xent = feature("ops.fused.softmax_cross_entropy")
+    if fused_xent is not None:
+        impls["gpuad fused softmax_cross_entropy"] = autograd(lambda v: fused_xent(v, labels_t))
     cross_entropy = feature("nn.functional.cross_entropy")
     if cross_entropy is not None:
         impls["gpuad F.cross_entropy"] = autograd(lambda v: cross_entropy(v, labels_t))
