@@ -253,14 +253,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     if ho < 1 or wo < 1:
         raise ShapeError(f"conv2d: kernel {(kh, kw)} (dilation {dilation}) is larger than the padded input "
                          f"{(h + 2 * padding[0], w + 2 * padding[1])}")
-    cols = _nn.im2col(input, (kh, kw), stride, padding, dilation)  # (C*kh*kw, N*Ho*Wo)
+    cols = _nn.im2col(input, (kh, kw), stride, padding, dilation)  # (N, C*kh*kw, Ho*Wo)
     if groups == 1:
-        out = weight.reshape(o, -1) @ cols
+        out = weight.reshape(o, -1) @ cols  # (N, O, Ho*Wo): NCHW without a transpose
     else:
-        out = (weight.reshape(groups, o // groups, -1) @ cols.reshape(groups, -1, cols.shape[1])).reshape(o, -1)
+        out = (weight.reshape(groups, o // groups, -1) @ cols.reshape(n, groups, -1, ho * wo)).reshape(n, o, -1)
     if bias is not None:
         out = out + bias.reshape(o, 1)
-    return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+    return out.reshape(n, o, ho, wo)
 
 
 def _pool_args(name, kernel_size, stride, padding, dilation=1):
@@ -301,15 +301,15 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
     n, c, h, w = x.shape
     ho = _nn.out_size(h, kernel[0], stride[0], padding[0], 1)
     wo = _nn.out_size(w, kernel[1], stride[1], padding[1], 1)
-    cols = _nn.im2col(x.reshape(n * c, 1, h, w), kernel, stride, padding, dilation)  # (K, N*C*Ho*Wo)
-    total = cols.sum(axis=0).reshape(n, c, ho, wo)
+    cols = _nn.im2col(x.reshape(n * c, 1, h, w), kernel, stride, padding, dilation)  # (N*C, K, Ho*Wo)
+    total = cols.sum(axis=1).reshape(n, c, ho, wo)
     if divisor_override:
         out = total / divisor_override
     elif count_include_pad or padding == (0, 0):
         out = total / (kernel[0] * kernel[1])
     else:
         ones = Tensor._wrap(x._backend.xp.ones((1, 1, h, w), dtype=x.dtype), x._backend)
-        counts = _nn.im2col(ones, kernel, stride, padding, dilation).sum(axis=0).reshape(1, 1, ho, wo)
+        counts = _nn.im2col(ones, kernel, stride, padding, dilation).sum(axis=1).reshape(1, 1, ho, wo)
         out = total / counts
     return out[0] if squeeze else out
 
