@@ -22,9 +22,13 @@ struct Acc<double> {
 __device__ __forceinline__ float load(const float* p) { return *p; }
 __device__ __forceinline__ double load(const double* p) { return *p; }
 __device__ __forceinline__ float load(const f16_t* p) {
+#ifdef GPUAD_HOST_EMULATION  // tests/test_cuda_emulated.py runs these kernels on the CPU
+    return gpuad_emu_h2f(p->bits);
+#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p->bits));
     return f;
+#endif
 }
 __device__ __forceinline__ float load(const bf16_t* p) {
     return __uint_as_float(((unsigned int)p->bits) << 16);
@@ -33,9 +37,13 @@ __device__ __forceinline__ float load(const bf16_t* p) {
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(double* p, double v) { *p = v; }
 __device__ __forceinline__ void store(f16_t* p, float v) {
+#ifdef GPUAD_HOST_EMULATION
+    p->bits = gpuad_emu_f2h(v);
+#else
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
     p->bits = h;
+#endif
 }
 __device__ __forceinline__ void store(bf16_t* p, float v) {
     // round to nearest even; NaN stays a (quiet) NaN

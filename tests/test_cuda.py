@@ -157,7 +157,7 @@ def test_multi_tensor_adam_matches_reference(rng, dtype, state, decoupled):
     cp, kernels = _xp(), ga.backends.for_device("cuda").xp.kernels
     shapes = [(3,), (0,), (4097,), (70, 130), ()]  # a chunk edge, an empty tensor, a scalar
     host = [[rng.standard_normal(s).astype(dt) for s in shapes] for dt in (dtype, dtype, state, state)]
-    host[3] = [np.abs(v) for v in host[3]]
+    host[3] = [np.asarray(np.abs(v)) for v in host[3]]
     dev = [[cp.asarray(a) for a in arrays] for arrays in host]
     hyper = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, step=3, decoupled=decoupled)
     kernels.adam_update(*dev, **hyper)
