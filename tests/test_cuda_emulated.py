@@ -172,20 +172,21 @@ class EmulatedModule:
     """cupy.RawModule stand-in: compiles `code` with g++ once, exposing every extern "C" kernel."""
 
     cache: dict = {}
+    directory = ""  # set by the `kernels` fixture: where the shared libraries go
 
     def __init__(self, code: str, options=()):
         self.lib = self.cache.get(code)
         if self.lib is None:
             self.lib = self.cache[code] = self._build(code)
 
-    @staticmethod
-    def _build(code: str):
+    @classmethod
+    def _build(cls, code: str):
         src = EMULATION + code
         pre = subprocess.run(["g++", "-std=c++17", "-E", "-x", "c++", "-"], input=src, capture_output=True,
                              text=True, check=True).stdout
         names = sorted(set(re.findall(r'extern "C" void ([a-z]\w+)\(', pre)))  # the kernels, not libstdc++
         src += "\n" + "\n".join(f"GPUAD_EMULATE({n})" for n in names) + "\n"
-        out = Path(pytest.emulation_dir) / f"k{hashlib.sha1(src.encode()).hexdigest()[:12]}.so"
+        out = Path(cls.directory) / f"k{hashlib.sha1(src.encode()).hexdigest()[:12]}.so"
         built = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-pthread", "-x", "c++", "-", "-o",
                                 str(out)], input=src, capture_output=True, text=True)
         assert built.returncode == 0, built.stderr[-3000:]
@@ -208,7 +209,7 @@ def fake_cupy():
 
 @pytest.fixture(scope="module")
 def kernels(tmp_path_factory):
-    pytest.emulation_dir = str(tmp_path_factory.mktemp("cuda_emulation"))
+    EmulatedModule.directory = str(tmp_path_factory.mktemp("cuda_emulation"))
     k = CUDAKernels(fake_cupy())
 
     def param_grads_in_numpy(name, grid, block, x, g, mean, rstd, zero, dweight, dbias, rows_per_block):
