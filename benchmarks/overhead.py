@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print("\nwhere gpuad's per-op time goes (chain, forward + backward; cProfile self time scaled to "
               "the unprofiled cost):")
-        groups = profile_chain(env)
+        groups = profile_chain(env, per_op["gpuad"])
         for name, seconds in groups:
             print(f"  {name:<52} {seconds * 1e6:6.2f} us")
         records.append({"kind": "profile", "suite": "training", "case": chain_case(env).name,

@@ -210,17 +210,14 @@ PROFILE_GROUPS = (
 )
 
 
-def profile_chain(env: Env, calls: int = 200) -> list[tuple[str, float]]:
-    """Where the chain's time goes: cProfile self time per group, scaled to the unprofiled time per op.
-
-    Profiling inflates call-heavy code, so the shares are approximate; their sum is the measured cost."""
+def profile_chain(env: Env, per_op: float, calls: int = 200) -> list[tuple[str, float]]:
+    """Where the chain's time goes: cProfile self time per group, scaled to `per_op` (the unprofiled
+    cost per op, measured by the caller). Profiling inflates call-heavy code, so the shares are
+    approximate; their sum is the measured cost."""
     import cProfile
     import pstats
 
-    from .harness import compare
-
     run = gpuad_chain(env)
-    per_op = compare({"gpuad": run}, samples=7, min_sample_s=0.05)["gpuad"].median / CHAIN_OPS
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(calls):

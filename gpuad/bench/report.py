@@ -31,6 +31,9 @@ def _time_table(records: list[dict]) -> list[str]:
     for r in records:
         by_case.setdefault(r["case"], []).append(r)
     for case, rs in by_case.items():
+        sizes = [r["size"] for r in rs if r["size"] is not None]
+        if len(sizes) > 2:  # the launch-overhead and the bandwidth end; every size is in the JSON and plot
+            rs = [r for r in rs if r["size"] in (min(sizes), max(sizes))]
         first = rs[0]
         comparisons = [n for n in first["impls"] if n != first["reference"] and n.split()[0] in ("torch", "jax")]
         unit = "GB/s" if first.get("bytes") else ("GFLOP/s" if first.get("flops") else "")
@@ -54,6 +57,24 @@ def _time_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def _targets(records: list[dict]) -> list[str]:
+    """Issue 2's targets, checked against the measured medians: per-op cost <= PyTorch eager's, and the
+    MLP step within 10% of hand-written NumPy."""
+    lines = []
+    for r in records:
+        impls = r.get("impls", {})
+        if r["case"].endswith("elementwise chain fwd+bwd") and {"gpuad", "torch"} <= set(impls):
+            g, t = (impls[k]["median"] / r["per"] for k in ("gpuad", "torch"))
+            lines.append(f"- Per-op cost (forward + backward, 8-element tensors): gpuad {fmt_time(g)}, PyTorch "
+                         f"eager {fmt_time(t)}: **{g / t:.2f}x** (target <= 1.00x: "
+                         f"{'met' if g <= t else 'not met'}).")
+        if r["case"] == "MLP step (ops)" and {"gpuad ops", "numpy by hand"} <= set(impls):
+            g, n = impls["gpuad ops"]["median"], impls["numpy by hand"]["median"]
+            lines.append(f"- MLP step 784-512-512-10, batch 256: gpuad {fmt_time(g)}, hand-written NumPy "
+                         f"{fmt_time(n)}: **{g / n:.2f}x** (target <= 1.10x: {'met' if g <= 1.1 * n else 'not met'}).")
+    return lines + [""] if lines else []
+
+
 def section(paths: list[str]) -> str:
     """Markdown for the recorded results in `paths` (bench JSON files), newest last."""
     out = ["## Performance", "",
@@ -64,14 +85,17 @@ def section(paths: list[str]) -> str:
            "timed. GB/s counts the minimal bytes a kernel must read and write.", ""]
     for path in paths:
         result = json.loads(Path(path).read_text())
+        png = Path(path).with_suffix(".png")
         out += [f"### `{result['machine']['command']}`", "", f"Machine: {_machine(result)}.", "",
-                f"Recorded in `{Path(path).name}`.", ""]
+                f"Recorded in `{Path(path).name}`" + (f"; plot `{png.name}`" if png.exists() else "")
+                + ". Kernel tables show the smallest and largest size; the JSON and plot have every size.", ""]
         for suite in result["suites"]:
             records = [r for r in result["results"] if r["suite"] == suite]
             if not records:
                 continue
             out += [f"#### {suite}", ""]
             timed = [r for r in records if r["kind"] == "time"]
+            out += _targets(timed)
             out += _time_table(timed)
             for r in records:
                 if r["kind"] == "profile":
