@@ -49,7 +49,7 @@ class ElementwiseFunction:
             return rebound(self.fn)(*args)
         tensors = to_tensors(args)
         kinds = tuple("b" if t._data.dtype.kind == "b" else "f" for t in tensors)
-        return call(self._programs.get(kinds) or self.program(kinds), tensors)
+        return call(self._programs.get(kinds) or self.program(kinds), tensors, linearize=True)
 
 
 def to_tensors(args) -> list[Tensor]:

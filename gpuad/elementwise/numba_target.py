@@ -4,17 +4,30 @@ float64 and the other functions call libm. Inputs of the output's shape are read
 only when not C-contiguous); inputs with one element are read once; other broadcasts are expanded."""
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 
-from . import cache
+from . import cache, fastmath
 from .program import Program, result_dtypes
 
+# OpenMP threads that spin between kernels steal the cores of a busy machine: on 2 shared cores a 1 ms
+# kernel took 10 ms with spinning threads and 0.9 ms with sleeping ones (set before OpenMP starts;
+# a user's own setting wins)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# a change to fastmath.py must change every generated module: Numba's disk cache keys on the module
+# file, not on the functions it inlines
+_FASTMATH_DIGEST = hashlib.sha1(Path(fastmath.__file__).read_bytes()).hexdigest()[:16]
 _FAST32 = {"exp": "exp_f32", "log": "log_f32", "tanh": "tanh_f32", "erf": "erf_f32"}
 _LIBM = {"exp": "math.exp", "log": "math.log", "log1p": "math.log1p", "expm1": "math.expm1",
          "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "tanh": "math.tanh", "sinh": "math.sinh",
          "cosh": "math.cosh", "asin": "math.asin", "acos": "math.acos", "atan": "math.atan",
          "erf": "math.erf", "erfc": "math.erfc", "sqrt": "np.sqrt", "floor": "np.floor", "ceil": "np.ceil",
          "abs": "abs"}
+CHUNK = 1 << 15  # elements per work item: threads take chunks as they free up (a busy core delays less)
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "lt": "<", "le": "<=", "gt": ">",
           "ge": ">=", "eq": "==", "ne": "!=", "and": "&", "or": "|"}
 
@@ -74,7 +87,7 @@ def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -
     lines = ["import math", "", "import numba", "import numpy as np", "",
              "from gpuad.elementwise.fastmath import erf_f32, exp_f32, log_f32, tanh_f32", ""]
     lines += [f"{name} = np.{fname}({value})" for value, name in consts.items()]
-    lines += ["", f"# {program.name}: {program.key}",
+    lines += ["", f"# {program.name}: {program.key}", f"# fastmath {_FASTMATH_DIGEST}",
               '@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)',
               f"def kernel(n, {params}):"]
     lines += [f"    {s}" for s in loads]
@@ -124,7 +137,10 @@ def run(program: Program, arrays: tuple):
         flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))
         scalar.append(False)
     fn = kernel(program, compute, tuple(scalar), tuple(f.dtype for f in flat))
+    import numba
+
     outs = [np.empty(shape, dtype=np.bool_ if o.kind == "b" else compute) for o in program.outputs]
+    numba.set_parallel_chunksize(CHUNK)
     fn(n, *flat, *(o.reshape(-1) for o in outs))
     if out_dtype != compute:
         outs = [o.astype(out_dtype) if o.dtype.kind == "f" else o for o in outs]

@@ -1,7 +1,12 @@
 """Programs as gpuad Ops. The forward calls the backend's `xp.pointwise(program, *arrays)`; the VJP
 computes every needed input gradient with the program's derived VJP program in one pass; the JVP is
 the derived JVP program applied as an Op. Since derived programs are again programs, their Ops have
-the same rules: fused backward kernels are differentiable (grad of grad, jvp of grad)."""
+the same rules: fused backward kernels are differentiable (grad of grad, jvp of grad).
+
+User functions whose derivative would evaluate transcendental functions again are linearized: the
+forward kernel also writes the partial derivatives (sharing every subexpression with the value), and
+a first-order backward multiplies them by g. They are dropped after use; a second backward through
+a retained graph, create_graph and forward-over-reverse use the derived VJP program instead."""
 from __future__ import annotations
 
 from ..autograd.function import Op, apply
@@ -34,8 +39,13 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
     save = tuple(" ".join(_name(r, args) for r in program.vjp((i,)).roles if r != "g")
                  if floats[i] and differentiable else "" for i in range(n))
 
-    def forward(xp, *arrays, needs=None):
-        return xp.pointwise(program, *arrays)
+    def forward(xp, *arrays, needs=None, partials=None):
+        if partials is None:
+            return xp.pointwise(program, *arrays)
+        wrt = partials["wrt"] = tuple(j for j, need in enumerate(needs) if need)
+        outs = xp.pointwise(program.linearized(wrt), *arrays)
+        partials["arrays"] = outs[1:]
+        return outs[0]
 
     vjp = tuple(_vjp_rule(program, i, args) if f else None for i, f in enumerate(floats)) if differentiable else None
     jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
@@ -48,9 +58,31 @@ def _name(role: str, args: tuple[str, ...]) -> str:
     return args[int(role[1:])] if role[0] == "x" else role
 
 
-def call(program: Program, tensors) -> Tensor:
-    """Apply `program` to tensors: the one path user functions and built-in ops take."""
-    return apply(program.compiled.get("op") or program_op(program), tensors, needs_params(tensors))
+def call(program: Program, tensors, linearize: bool = False) -> Tensor:
+    """Apply `program` to tensors: the one path user functions and built-in ops take. `linearize`:
+    write the partial derivatives in the forward pass when that saves recomputation (see above)."""
+    params = needs_params(tensors)
+    if linearize and params is not NO_PARAMS and program.recomputes_transcendentals:
+        params["partials"] = {}
+        out = apply(program.compiled.get("op") or program_op(program), tensors, params)
+        partials = params["partials"]
+        partials["tensors"] = [Tensor._wrap(a, out._backend) for a in partials.pop("arrays")]
+        return out
+    return apply(program.compiled.get("op") or program_op(program), tensors, params)
+
+
+def _scale_program(k: int) -> Program:
+    """g * d_0, ..., g * d_{k-1}: the backward of a linearized forward."""
+    prog = _SCALE.get(k)
+    if prog is None:
+        from .expr import op, var
+
+        g, ds = var("g"), [var(f"d{i}") for i in range(k)]
+        prog = _SCALE[k] = Program((g, *ds), tuple(op("mul", g, d) for d in ds), "scale_by_partials")
+    return prog
+
+
+_SCALE: dict[int, Program] = {}
 
 
 def _vjp_rule(program: Program, i: int, args: tuple[str, ...]):
@@ -72,6 +104,14 @@ def _gradients(program: Program, args: tuple[str, ...], wrt: tuple, ctx, g) -> d
     by_role = dict(zip(vp.roles, tensors))
     recorded = any(t._fw is not None for t in tensors) or (
         state.grad_enabled and any(t._requires_grad for t in tensors))
+    partials = ctx.__dict__.get("partials")
+    if partials:
+        saved = partials.pop("tensors")
+        partials.clear()  # used once: their memory goes back now, as a node's saved tensors do
+        if not recorded:
+            arrays = g._backend.xp.pointwise(_scale_program(len(wrt)), g._data, *(d._data for d in saved))
+            arrays = (arrays,) if len(wrt) == 1 else arrays
+            return {j: Tensor._wrap(a, g._backend) for j, a in zip(wrt, arrays)}
     if recorded or all(o.op in ("var", "const") for o in vp.outputs):
         outs = []
         for k, node in enumerate(vp.outputs):

@@ -10,6 +10,9 @@ import numpy as np
 from . import ad
 from .expr import Node, const, op, substitute, topological, var
 
+_TRANSCENDENTAL = frozenset(("exp", "log", "log1p", "expm1", "sin", "cos", "tan", "tanh", "sinh", "cosh",
+                            "asin", "acos", "atan", "erf", "erfc", "pow", "sqrt"))
+
 
 class Program:
     """A pointwise program. `roles[i]` says where input i comes from in a derived program ("x0": the
@@ -94,6 +97,26 @@ class Program:
             return self._build(exprs, [(f"t{i}", t) for i, t in enumerate(tangents)], f"{self.name}_jvp")
 
         return self._derive(("jvp", mask), build)
+
+    def linearized(self, wrt: tuple[int, ...]) -> Program:
+        """The output and its partial derivatives for the inputs in `wrt`, in one program (one pass
+        shares every subexpression between the value and its derivatives)."""
+        def build():
+            partials = ad.reverse(self.outputs[0], const(1.0), list(self.inputs))
+            exprs = [self.outputs[0]] + [partials[i] if partials[i] is not None else const(0.0) for i in wrt]
+            return Program(self.inputs, tuple(exprs), f"{self.name}_lin", self.roles)
+
+        return self._derive(("lin", wrt), build)
+
+    @property
+    def recomputes_transcendentals(self) -> bool:
+        """True when the VJP program would evaluate exp/log/tanh/... again: then computing partial
+        derivatives during the forward (linearized) saves a second evaluation of them."""
+        def build():
+            floats = tuple(i for i, v in enumerate(self.inputs) if v.kind == "f")
+            return any(n.op in _TRANSCENDENTAL for n in self.vjp(floats).nodes) if floats else False
+
+        return self._derive("recomputes", build)
 
     def select(self, k: int) -> Program:
         """Output k alone, over only the inputs it reads."""
