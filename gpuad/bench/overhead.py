@@ -80,12 +80,17 @@ def numpy_chain(env: Env, size: int = 8) -> Callable[[], Any]:
     return run
 
 
+def by_hand(env: Env) -> str:
+    """The name of the hand-written array reference on this device."""
+    return "cupy by hand" if env.gpu else "numpy by hand"
+
+
 def chain_case(env: Env, size: int = 8) -> Case:
     """Per-op overhead: the 200-op chain, timed per op (forward + backward)."""
-    impls = {"numpy by hand": numpy_chain(env, size), "gpuad": gpuad_chain(env, size)}
+    impls = {by_hand(env): numpy_chain(env, size), "gpuad": gpuad_chain(env, size)}
     if env.torch is not None:
         impls["torch"] = torch_chain(env, size)
-    return Case("training", f"{CHAIN_OPS}-op elementwise chain fwd+bwd", impls, "numpy by hand",
+    return Case("training", f"{CHAIN_OPS}-op elementwise chain fwd+bwd", impls, by_hand(env),
                 size=size, shape=f"({size},) float32, per item = one op", per=CHAIN_OPS)
 
 
@@ -182,11 +187,11 @@ def numpy_mlp(env: Env) -> Callable[[], Any]:
 
 def mlp_case(env: Env) -> Case:
     """One 784-512-512-10 SGD step (batch 256) with gpuad ops, NumPy by hand and PyTorch."""
-    impls = {"numpy by hand": numpy_mlp(env), "gpuad ops": gpuad_mlp(env)}
+    impls = {by_hand(env): numpy_mlp(env), "gpuad ops": gpuad_mlp(env)}
     if env.torch is not None:
         impls["torch"] = torch_mlp(env)
     shape = "-".join(map(str, LAYERS)) + f", batch {BATCH}, SGD"
-    return Case("training", "MLP step (ops)", impls, "numpy by hand", shape=shape, rtol=1e-3, atol=1e-5,
+    return Case("training", "MLP step (ops)", impls, by_hand(env), shape=shape, rtol=1e-3, atol=1e-5,
                 pause_s=0.15)
 
 
