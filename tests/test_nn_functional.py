@@ -292,6 +292,8 @@ def test_embedding_and_padding_idx_gets_no_gradient():
 def test_linear_and_its_errors():
     x, w, b = RNG.standard_normal((3, 4)), RNG.standard_normal((2, 4)), RNG.standard_normal(2)
     np.testing.assert_allclose(F.linear(ga.tensor(x), ga.tensor(w), ga.tensor(b)).numpy(), x @ w.T + b)
+    assert ga.gradcheck(F.linear, (t64(2, 3, 4), t64(2, 4), t64(2)), check_second_order=True)
+    assert ga.gradcheck(F.linear, (t64(3, 4), t64(2, 4)), check_second_order=True)
     with pytest.raises(ga.ShapeError, match=r"linear: input of shape \(3, 4\) does not match weight"):
         F.linear(ga.tensor(x), ga.tensor(w.T))
 

@@ -217,8 +217,9 @@ def linear(input, weight, bias=None) -> Tensor:
     if weight.ndim != 2 or input.shape[-1] != weight.shape[1]:
         raise ShapeError(f"linear: input of shape {input.shape} does not match weight of shape "
                          f"{weight.shape} (out_features, in_features)")
-    out = input @ weight.T
-    return out if bias is None else out + bias
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ShapeError(f"linear: bias of shape {bias.shape} does not match {weight.shape[0]} out_features")
+    return _nn.linear(input, weight, bias)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:

@@ -88,6 +88,45 @@ def col2im(cols, shape, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
                                    "padding": padding, "dilation": dilation})
 
 
+# ---- linear: x @ w.T + b as one primitive (torch's addmm) ------------------------------------------
+def _linear(xp, x, w, b=None):
+    y = xp.matmul(x, w.T)
+    if b is not None:
+        y += b
+    return y
+
+
+def _rows(t, n: int):
+    """t as a matrix of rows of length n (batch axes merged)."""
+    return t if t.ndim == 2 else t.reshape(-1, n)
+
+
+def _linear_jvp(c, tangents):
+    tx, tw, tb = (list(tangents) + [None])[:3]
+    parts = [linear(tx, c.w) if tx is not None else None, linear(c.x, tw) if tw is not None else None, tb]
+    out = None
+    for part in parts:
+        if part is not None:
+            out = part if out is None else out + part
+    return out
+
+
+LINEAR = Op("linear", _linear, args=("x", "w", "b"), save=("w", "x", ""),
+            vjp=(lambda c, g: g @ c.w,
+                 lambda c, g: _rows(g, c.shapes[1][0]).mT @ _rows(c.x, c.shapes[1][1]),
+                 lambda c, g: _sum(_rows(g, c.shapes[1][0]), 0)),
+            jvp=_linear_jvp)
+LINEAR_NO_BIAS = Op("linear", _linear, args=("x", "w"), save=("w", "x"), vjp=LINEAR.vjp[:2], jvp=_linear_jvp)
+
+
+def linear(x, w, b=None):
+    """x @ w.T + b in one op: the weight gradient comes out as one (out, in) matmul, contiguous, and
+    the bias gradient as one row sum, instead of transpose + matmul + broadcast add and their rules."""
+    if b is None:
+        return apply(LINEAR_NO_BIAS, (x, w), {})
+    return apply(LINEAR, (x, w, b), {})
+
+
 # ---- max pooling: argmax (not differentiable), then a gather by index whose transpose is a scatter --
 def _pool_argmax(xp, x, kernel, stride, padding, dilation):
     """Flat index into x's (C, N, H, W) layout of each window's first maximum, shape (C, N, Ho, Wo).
