@@ -5,7 +5,7 @@ the same rules: fused backward kernels are differentiable (grad of grad, jvp of 
 
 User functions whose derivative would evaluate transcendental functions again are linearized: the
 forward kernel also writes the partial derivatives (sharing every subexpression with the value), and
-a first-order backward multiplies them by g. They are dropped after use; a second backward through
+a first-order backward multiplies them by g in place. They are dropped after use; a second backward through
 a retained graph, create_graph and forward-over-reverse use the derived VJP program instead."""
 from __future__ import annotations
 
@@ -71,18 +71,6 @@ def call(program: Program, tensors, linearize: bool = False) -> Tensor:
     return apply(program.compiled.get("op") or program_op(program), tensors, params)
 
 
-def _scale_program(k: int) -> Program:
-    """g * d_0, ..., g * d_{k-1}: the backward of a linearized forward."""
-    prog = _SCALE.get(k)
-    if prog is None:
-        from .expr import op, var
-
-        g, ds = var("g"), [var(f"d{i}") for i in range(k)]
-        prog = _SCALE[k] = Program((g, *ds), tuple(op("mul", g, d) for d in ds), "scale_by_partials")
-    return prog
-
-
-_SCALE: dict[int, Program] = {}
 
 
 def _vjp_rule(program: Program, i: int, args: tuple[str, ...]):
@@ -108,10 +96,10 @@ def _gradients(program: Program, args: tuple[str, ...], wrt: tuple, ctx, g) -> d
     if partials:
         saved = partials.pop("tensors")
         partials.clear()  # used once: their memory goes back now, as a node's saved tensors do
-        if not recorded:
-            arrays = g._backend.xp.pointwise(_scale_program(len(wrt)), g._data, *(d._data for d in saved))
-            arrays = (arrays,) if len(wrt) == 1 else arrays
-            return {j: Tensor._wrap(a, g._backend) for j, a in zip(wrt, arrays)}
+        if not recorded:  # g * partial, written over the partial (nobody else holds it)
+            multiply, shape = g._backend.xp.multiply, g._data.shape
+            return {j: Tensor._wrap(multiply(d._data, g._data, out=d._data if d._data.shape == shape else None),
+                                    g._backend) for j, d in zip(wrt, saved)}
     if recorded or all(o.op in ("var", "const") for o in vp.outputs):
         outs = []
         for k, node in enumerate(vp.outputs):
