@@ -64,16 +64,11 @@ class Env:
 
     @property
     def torch_device(self) -> str:
+        """torch's name for this run's device."""
         return "cuda" if self.gpu else "cpu"
 
-    def sync(self) -> None:
-        """Wait for queued device work (CuPy, and torch on the GPU)."""
-        if self.gpu:
-            self.clock.sync()
-            if self.torch is not None:
-                self.torch.cuda.synchronize()
-
     def note(self, text: str) -> None:
+        """Record a note (a skipped comparison or case); printed at the end and kept in the JSON."""
         if text not in self.notes:
             self.notes.append(text)
 
@@ -82,10 +77,12 @@ class Env:
         return self.xp.asarray(host)
 
     def torch_tensor(self, host, requires_grad: bool = False):
+        """A torch tensor on this run's device from a host array."""
         t = self.torch.tensor(host, device=self.torch_device)
         return t.requires_grad_(True) if requires_grad else t
 
     def jax_array(self, host):
+        """A JAX array on JAX's default device from a host array."""
         return self.jax.device_put(host)
 
 
@@ -109,6 +106,7 @@ class Case:
 
     @property
     def title(self) -> str:
+        """How the case is named in tables, notes and errors."""
         size = f" n={self.size}" if self.size is not None else ""
         return f"[{self.suite}] {self.name}{size}" + (f" ({self.shape})" if self.shape else "")
 

@@ -20,6 +20,7 @@ class Timing:
 
     @property
     def median(self) -> float:
+        """Median seconds per call over the samples."""
         return statistics.median(self.samples)
 
     def to_json(self) -> dict:
@@ -43,10 +44,12 @@ class HostClock:
         self._t0 = 0.0
 
     def start(self) -> None:
+        """Begin a sample (after waiting for queued work)."""
         self.sync()
         self._t0 = time.perf_counter()
 
     def stop(self) -> float:
+        """End a sample: seconds since start(), after waiting for queued work."""
         self.sync()
         return time.perf_counter() - self._t0
 
@@ -60,13 +63,16 @@ class CudaEventClock:
         self._end = cupy.cuda.Event()
 
     def sync(self) -> None:
+        """Wait for all work queued on the current device."""
         self.cp.cuda.Device().synchronize()
 
     def start(self) -> None:
+        """Synchronize, then record the start event."""
         self.sync()
         self._begin.record()
 
     def stop(self) -> float:
+        """Record the end event, wait for it, and return the GPU seconds between the two events."""
         self._end.record()
         self._end.synchronize()
         return self.cp.cuda.get_elapsed_time(self._begin, self._end) / 1e3
