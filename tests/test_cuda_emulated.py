@@ -81,6 +81,9 @@ inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); r
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
+inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
+    return (unsigned long long)(((unsigned __int128)a * b) >> 64);
+}
 inline float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
 inline double rsqrt(double v) { return 1.0 / std::sqrt(v); }
 inline float gpuad_emu_h2f(unsigned short h) { _Float16 v; std::memcpy(&v, &h, 2); return (float)v; }
@@ -309,6 +312,18 @@ def test_multi_tensor_sgd(kernels, dtype, momentum, nesterov):
         for a, r in zip(got, ref):
             np.testing.assert_allclose(a.get().astype(np.float64), r.astype(np.float64), rtol=TOL[dtype],
                                        atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_kernels_give_the_reference_bits(kernels, dtype):
+    key = cpu_kernels.random_key(7, 3)
+    shape = (3, 700)  # several blocks of 256, a ragged end
+    np.testing.assert_array_equal(kernels.uniform(shape, dtype, key).get(), cpu_kernels.uniform(shape, dtype, key))
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(kernels.normal(shape, dtype, key).get(), cpu_kernels.normal(shape, dtype, key),
+                               rtol=tol, atol=tol)
+    np.testing.assert_array_equal(kernels.integers(-5, 1 << 40, shape, key).get(),
+                                  cpu_kernels.integers(-5, 1 << 40, shape, key))
 
 
 def test_emulated_launch_rejects_a_wrong_argument_size(kernels):

@@ -24,7 +24,7 @@ needs_numba_cuda = pytest.mark.skipif(
 
 
 def test_kernel_sources_present_and_shipped():
-    assert SOURCES == ["layer_norm", "optim", "softmax_xent"]
+    assert SOURCES == ["layer_norm", "optim", "random", "softmax_xent"]
     assert (ROOT / "gpuad" / "kernels").resolve() == (ROOT / "kernels").resolve()  # package data path
 
 

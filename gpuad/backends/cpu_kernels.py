@@ -118,3 +118,55 @@ def sgd_update(params, grads, momentum_buffers, *, lr: float, momentum: float, w
             np.copyto(buf, b, casting="unsafe")
             d = d + acc.type(momentum) * b if nesterov else b
         np.copyto(p, pa - acc.type(lr) * d, casting="unsafe")
+
+
+# ---- counter-based random numbers (kernels/random.cu): the same bits as the GPU's ----------------------
+_U64 = (1 << 64) - 1
+
+
+def _mix64(z):
+    """SplitMix64's finalizer on uint64 arrays (wrapping arithmetic, as in CUDA)."""
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def random_key(seed: int, draw: int) -> np.uint64:
+    """The key of a backend's `draw`-th random call after seeding with `seed`."""
+    mixed = _mix64(np.array([seed & _U64], np.uint64))[0]
+    return _mix64(np.array([mixed ^ np.uint64(draw & _U64)], np.uint64))[0]
+
+
+def _bits(key: np.uint64, positions: np.ndarray) -> np.ndarray:
+    return _mix64(np.uint64(key) ^ _mix64(positions.astype(np.uint64)))
+
+
+def _unit(bits: np.ndarray, dtype) -> np.ndarray:
+    if np.dtype(dtype) == np.float32:
+        return (bits >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def uniform(shape, dtype, key: np.uint64) -> np.ndarray:
+    """Uniform [0, 1) float32/float64 numbers of draw `key`, element i from position i."""
+    n = int(np.prod(shape))
+    return _unit(_bits(key, np.arange(n)), dtype).reshape(shape)
+
+
+def normal(shape, dtype, key: np.uint64) -> np.ndarray:
+    """Standard normal float32/float64 numbers (Box-Muller on positions 2i, 2i + 1) of draw `key`."""
+    dtype = np.dtype(dtype)
+    i = np.arange(int(np.prod(shape)))
+    u1 = dtype.type(1) - _unit(_bits(key, 2 * i), dtype)
+    u2 = _unit(_bits(key, 2 * i + 1), dtype)
+    return (np.sqrt(dtype.type(-2) * np.log(u1)) * np.cos(dtype.type(2 * np.pi) * u2)).reshape(shape)
+
+
+def integers(low: int, high: int, shape, key: np.uint64) -> np.ndarray:
+    """int64 numbers in [low, high) of draw `key`: the high 64 bits of bits * (high - low)."""
+    bits = _bits(key, np.arange(int(np.prod(shape))))
+    span = high - low
+    high_words = [(int(b) * span) >> 64 for b in bits]  # exact 128-bit products (a reference, not fast)
+    return (low + np.array(high_words, np.int64)).reshape(shape)

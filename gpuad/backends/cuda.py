@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from .cpu import array_namespace
+from .cpu_kernels import random_key
 
 
 class PoolPeakHook:
@@ -197,8 +198,8 @@ class CUDABackend:
             self.pool.free_all_blocks()
         self.cupy.get_default_pinned_memory_pool().free_all_blocks()
 
-    # random numbers: the state is (seed, draws); each draw gets its own counter-based Philox stream,
-    # so a saved state replays exactly (checkpointing recomputes dropout with the same mask)
+    # random numbers: counter-based (kernels/random.cu), so the state is (seed, draws) and a saved
+    # state replays exactly (checkpointing recomputes dropout with the same mask); nothing waits
     def seed(self, seed: int) -> None:
         self._seed, self._draws = int(seed), 0
 
@@ -208,28 +209,26 @@ class CUDABackend:
     def set_rng_state(self, state) -> None:
         self._seed, self._draws = state
 
-    def _generator(self):
-        from cupy.cuda import curand
-
-        key = (self._seed * 0x9E3779B1 + self._draws) % (1 << 63)
+    def _key(self) -> np.uint64:
+        key = random_key(self._seed, self._draws)
         self._draws += 1
-        return self.cupy.random.RandomState(key, method=curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+        return key
 
     def randn(self, shape, dtype):
         dtype = np.dtype(dtype)
         with self._cuda_device:
-            draw = dtype if dtype in (np.float32, np.float64) else np.float32
-            return self._generator().standard_normal(shape, dtype=draw).astype(dtype, copy=False)
+            draw = dtype if dtype == np.float64 else np.dtype(np.float32)
+            return self.xp.kernels.normal(shape, draw, self._key()).astype(dtype, copy=False)
 
     def rand(self, shape, dtype):
         dtype = np.dtype(dtype)
         with self._cuda_device:
-            draw = dtype if dtype in (np.float32, np.float64) else np.float32
-            return self._generator().random_sample(shape, dtype=draw).astype(dtype, copy=False)
+            draw = dtype if dtype == np.float64 else np.dtype(np.float32)
+            return self.xp.kernels.uniform(shape, draw, self._key()).astype(dtype, copy=False)
 
     def randint(self, low, high, shape, dtype):
         with self._cuda_device:
-            return self._generator().randint(low, high, size=shape, dtype=dtype)
+            return self.xp.kernels.integers(int(low), int(high), shape, self._key()).astype(dtype, copy=False)
 
 
 def make_backend() -> CUDABackend:

@@ -179,6 +179,29 @@ class CUDAKernels:
         with cuda.gpus[self.cupy.cuda.Device().id]:  # Numba's context on CuPy's current device
             numba_kernel(name)[grid, block, stream](*args)
 
+    # ---- counter-based random numbers (kernels/random.cu; NumPy twins in cpu_kernels) -----------------
+    def _draw(self, kernel: str, shape, dtype, *args):
+        out = self.cupy.empty(shape, dtype)
+        n = out.size
+        if n:
+            self._function("random", kernel)(
+                (min(math.ceil(n / 256), 1 << 16),), (256,), (out, np.int64(n), *args))
+        return out
+
+    def uniform(self, shape, dtype, key: np.uint64):
+        """Uniform [0, 1) float32/float64 numbers of draw `key`."""
+        return self._draw(f"uniform_{_suffix('rand', dtype)}", shape, dtype, np.uint64(key))
+
+    def normal(self, shape, dtype, key: np.uint64):
+        """Standard normal float32/float64 numbers of draw `key`."""
+        return self._draw(f"normal_{_suffix('randn', dtype)}", shape, dtype, np.uint64(key))
+
+    def integers(self, low: int, high: int, shape, key: np.uint64):
+        """int64 numbers in [low, high) of draw `key`."""
+        if high <= low:
+            raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+        return self._draw("integers_int64", shape, np.int64, np.uint64(key), np.int64(low), np.uint64(high - low))
+
     # ---- multi-tensor optimizer updates -----------------------------------------------------------
     def _table(self, op: str, groups):
         """One device buffer: pointers (4 per tensor), sizes, and per block its tensor and chunk start."""
