@@ -10,12 +10,14 @@ NUMBA_MIN_SIZE = 1 << 15  # below this, NumPy's per-call cost is lower than a pa
 
 def pointwise(program, *arrays):
     """Evaluate `program` on host arrays (NumPy broadcasting and dtypes): one array or a tuple."""
-    if arrays and max(a.size for a in arrays) >= NUMBA_MIN_SIZE:
-        from . import numba_target
+    for a in arrays:
+        if a.size >= NUMBA_MIN_SIZE:
+            from . import numba_target
 
-        result = numba_target.run(program, arrays)
-        if result is not None:
-            return result
+            result = numba_target.run(program, arrays)
+            if result is not None:
+                return result
+            break
     return numpy_target.evaluate(program, _xp or _namespace(), arrays)
 
 

@@ -6,6 +6,8 @@ import numpy as np
 
 from .program import Program, result_dtypes
 
+_ndarray = np.ndarray
+
 _UFUNC = {
     "neg": "negative", "add": "add", "sub": "subtract", "mul": "multiply", "div": "true_divide",
     "pow": "power", "max": "maximum", "min": "minimum", "lt": "less", "le": "less_equal",
@@ -42,7 +44,8 @@ def python_source(program: Program) -> str:
     outs = ", ".join(names[o.uid] for o in program.outputs)
     params = ", ".join(v.value for v in program.inputs)
     body = "\n".join(lines)
-    return f"def run(xp, dt{', ' if params else ''}{params}):\n{body}\n    return ({outs},)\n"
+    ret = outs if program.n_outputs == 1 else f"({outs},)"
+    return f"def run(xp, dt{', ' if params else ''}{params}):\n{body}\n    return {ret}\n"
 
 
 def compile_numpy(program: Program):
@@ -59,11 +62,24 @@ def evaluate(program: Program, xp, arrays: tuple):
     """Run `program` on `arrays` with NumPy semantics; float16 computes in float32. One array, or a
     tuple when the program has several outputs."""
     fn = program.compiled.get("numpy") or compile_numpy(program)
-    dtypes = tuple(a.dtype for a in arrays)
-    compute, out_dtype = result_dtypes(program, dtypes)
+    dtypes = tuple([a.dtype for a in arrays])
+    plan = program.compiled.get(dtypes)
+    if plan is None:
+        compute, out_dtype = result_dtypes(program, dtypes)
+        direct = compute == out_dtype and all(o.op not in ("var", "const") for o in program.outputs)
+        plan = program.compiled[dtypes] = (compute, out_dtype, direct)
+    compute, out_dtype, direct = plan
+    if direct:
+        result = fn(xp, compute, *arrays)
+        if program.n_outputs == 1:
+            return result if type(result) is _ndarray else xp.asarray(result)
+        if all(type(r) is _ndarray for r in result):
+            return result
+        return tuple(xp.asarray(r) for r in result)
     if compute != out_dtype:
         arrays = tuple(a.astype(compute) if a.dtype == out_dtype else a for a in arrays)
     results = fn(xp, compute, *arrays)
+    results = (results,) if program.n_outputs == 1 else results
     shape = None
     fixed = []
     for node, r in zip(program.outputs, results):
