@@ -30,12 +30,30 @@ def builtin_programs() -> dict[str, Program]:
     return out
 
 
+def _spec_as_device_function(spec: dict) -> str:
+    """cuda_spec's operation inside a __device__ function with CuPy's parameter names and types."""
+    def params(text, ref):
+        out = []
+        for p in filter(None, (q.strip() for q in text.split(","))):
+            dtype, name = p.split()
+            ctype = "float16" if dtype == "float16" else {"bool": "bool", "float32": "float",
+                                                          "float64": "double"}[dtype]
+            out.append(f"{ctype}{' &' if ref else ' '}{name}")
+        return out
+
+    args = ", ".join(params(spec["in_params"], False) + params(spec["out_params"], True))
+    return f"{spec['preamble']}\n__device__ void {spec['name']}_op({args}) {{\n{spec['operation']}\n}}\n"
+
+
 def sources(dtype: np.dtype) -> dict[str, str]:
-    """name -> standalone translation unit, every float input of `dtype` (bool inputs stay bool)."""
+    """name -> standalone translation unit, every float input of `dtype` (bool inputs stay bool); each
+    also holds the program's cupy.ElementwiseKernel operation in a __device__ function (CuPy's float16
+    stands in as __half)."""
     result = {}
     for name, prog in builtin_programs().items():
         in_dtypes = tuple(np.dtype(np.bool_) if v.kind == "b" else dtype for v in prog.inputs)
-        result[name] = prog.cuda_source(in_dtypes)
+        spec = _spec_as_device_function(prog.cuda_spec(in_dtypes))
+        result[name] = prog.cuda_source(in_dtypes) + "typedef __half float16;\n" + spec
     return result
 
 
