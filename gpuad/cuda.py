@@ -33,3 +33,14 @@ def synchronize(device=None) -> None:
         from .backends import for_device
 
         for_device(device or "cuda").synchronize()
+
+
+def device(index: int = 0):
+    """Context manager making cuda:index CuPy's current device: ops on tensors of cuda:N (N > 0) run
+    on CuPy's current device, so multi-GPU code wraps each device's work in `with ga.cuda.device(N):`."""
+    cupy = _cupy()
+    if cupy is None or index >= device_count():
+        from .errors import DeviceError
+
+        raise DeviceError(f"ga.cuda.device: cuda:{index} is not available ({device_count()} CUDA device(s) visible)")
+    return cupy.cuda.Device(index)

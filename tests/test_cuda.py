@@ -64,11 +64,15 @@ def test_mixing_devices_raises_naming_both():
 
 
 @pytest.mark.skipif("ga.cuda.device_count() < 2", reason="needs two GPUs")
-def test_copy_between_gpus(rng):
+def test_copy_between_gpus_and_ops_on_the_second(rng):
     a = rng.standard_normal(1000)
     y = ga.tensor(a, device="cuda:0").to("cuda:1")
     assert y.device == "cuda:1" and y.data.device.id == 1
     np.testing.assert_array_equal(y.numpy(), a)
+    with ga.cuda.device(1):
+        z = ga.exp(y) * 2.0
+    assert z.data.device.id == 1
+    np.testing.assert_allclose(z.numpy(), np.exp(a) * 2.0, rtol=1e-12)
 
 
 @pytest.mark.parametrize("info,sample", CASES)

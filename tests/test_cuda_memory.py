@@ -53,6 +53,11 @@ def test_backward_out_of_memory_twice_raises_with_statistics(emptied):
     assert emptied == [1]
 
 
+def test_cuda_device_context_names_a_missing_device():
+    with pytest.raises(ga.DeviceError, match=r"ga.cuda.device: cuda:64 is not available"):
+        ga.cuda.device(64)
+
+
 def test_pool_peak_hook_counts_cupy_hook_calls():
     """The hook as CuPy calls it (keyword arguments): a failed allocation (null pointer) is not counted."""
     from gpuad.backends.cuda import PoolPeakHook
