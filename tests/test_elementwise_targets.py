@@ -103,3 +103,13 @@ def test_nvcc_check_reports_a_broken_kernel(tmp_path, monkeypatch):
     monkeypatch.setattr(nvcc_check, "sources", lambda dtype: {"broken": "__global__ void k() { undefined(); }"})
     failures = nvcc_check.compile_all(nvcc, "sm_90")
     assert len(failures) == 1 and "undefined" in failures[0]
+
+
+def test_a_kernel_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(numba_target, "kernel_source", lambda *a: "def kernel(n, a0, o0):\n    return undefined_name\n")
+    f = ga.elementwise(lambda x: x * 3.0 - 1.0, name="uncompilable")
+    x = np.linspace(-1, 1, 1 << 16)
+    with pytest.warns(RuntimeWarning, match="could not compile the pointwise program uncompilable"):
+        out = f(ga.tensor(x))
+    np.testing.assert_allclose(out.numpy(), 3.0 * x - 1.0, rtol=1e-15)

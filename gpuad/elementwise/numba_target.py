@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,19 @@ def kernel(program: Program, dtype: np.dtype, scalar: tuple[bool, ...], in_dtype
         return fn
     import numba
 
-    module = cache.load_module(kernel_source(program, dtype, scalar), f"{program.name}_{dtype.name}")
     out_types = [numba.types.boolean if o.kind == "b" else numba.from_dtype(dtype) for o in program.outputs]
     arg_types = [numba.types.Array(numba.from_dtype(d), 1, "C") for d in in_dtypes]
     arg_types += [numba.types.Array(t, 1, "C") for t in out_types]
-    cache.record_compile(module.kernel, (numba.types.intp, *arg_types))
-    program.compiled[key] = module.kernel
-    return module.kernel
+    try:
+        module = cache.load_module(kernel_source(program, dtype, scalar), f"{program.name}_{dtype.name}")
+        cache.record_compile(module.kernel, (numba.types.intp, *arg_types))
+        fn = module.kernel
+    except Exception as exc:  # a Numba typing or lowering error: correct results from NumPy instead
+        warnings.warn(f"gpuad: Numba could not compile the pointwise program {program.name} for {dtype}; "
+                      f"using NumPy for it ({type(exc).__name__}: {str(exc)[:200]})", RuntimeWarning, stacklevel=2)
+        fn = False
+    program.compiled[key] = fn
+    return fn
 
 
 def run(program: Program, arrays: tuple):
@@ -137,6 +144,8 @@ def run(program: Program, arrays: tuple):
         flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))
         scalar.append(False)
     fn = kernel(program, compute, tuple(scalar), tuple(f.dtype for f in flat))
+    if fn is False:
+        return None
     import numba
 
     outs = [np.empty(shape, dtype=np.bool_ if o.kind == "b" else compute) for o in program.outputs]
