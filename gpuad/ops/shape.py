@@ -53,7 +53,8 @@ PAD = Op("pad", lambda xp, x, pad_width, value: xp.pad(x, pad_width, mode="const
 
 
 def _to_device(xp, x, src, device):
-    return device.from_host(src.to_host(x))
+    """Host round trip unless both ends are GPUs (then a direct device-to-device copy)."""
+    return device.from_host(x if src.is_gpu and device.is_gpu else src.to_host(x))
 
 
 TO_DEVICE = Op("to_device", _to_device, moves_device=True,
