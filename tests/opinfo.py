@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 import gpuad as ga
+from gpuad.ops import fused
 
 
 @dataclass
@@ -62,6 +63,17 @@ def _lse(x, axis=None, keepdims=False):
     m = np.max(x, axis=axis, keepdims=True)
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis if axis is not None else tuple(range(x.ndim)))
+
+
+def _xent(x, labels, reduction="mean"):
+    logp = x - _lse(x, axis=1, keepdims=True)
+    losses = -logp[np.arange(len(labels)), labels]
+    return losses.mean() if reduction == "mean" else losses
+
+
+def _layer_norm(x, w, b, eps=1e-5):
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
 
 
 OPS = [
@@ -158,6 +170,10 @@ OPS = [
             s((2, 3), (3, 2), (2,), spec="ij,jk,k->i")]),
     OpInfo("outer", ga.outer, np.outer, [s((3,), (2,)), s((2, 2), (3,))]),
     OpInfo("dot", ga.dot, np.dot, [s((3,), (3,)), s((2, 3), (3, 4)), s((2, 3, 4), (2, 4, 3)), s((), (3,))]),
+    OpInfo("softmax_cross_entropy", lambda x, **k: fused.softmax_cross_entropy(x, [2, 0, 3], **k),
+           lambda x, **k: _xent(x, [2, 0, 3], **k), [s((3, 4)), s((3, 4), reduction="none")]),
+    OpInfo("layer_norm", lambda x, w, b: fused.layer_norm(x, w, b, eps=1e-5), _layer_norm,
+           [s((3, 5), (5,), (5,)), s((2, 2, 4), (4,), (4,))]),
     OpInfo("tensordot", lambda a, b: ga.tensordot(a, b, 1), lambda a, b: np.tensordot(a, b, 1),
            [s((2, 3), (3, 4))]),
 ]
