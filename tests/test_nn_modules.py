@@ -174,6 +174,9 @@ def test_multihead_attention_sequence_first_and_causal():
     out, w = mha(x, x, x, is_causal=True, need_weights=True)
     assert out.shape == (5, 2, 4) and w.shape == (2, 5, 5)
     np.testing.assert_allclose(np.triu(w.numpy(), 1), 0)
+    per_head = np.broadcast_to(np.triu(np.ones((5, 5), bool), 1), (2, 5, 5))  # (N*H, L, L), torch's 3-D form
+    out3, w3 = mha(x, x, x, attn_mask=per_head)
+    np.testing.assert_allclose(out3.numpy(), out.numpy(), atol=1e-6)
     out.sum().backward()
     assert mha.in_proj_weight.grad.shape == (12, 4)
 

@@ -307,13 +307,16 @@ class MultiheadAttention(Module):
 
 def _additive_mask(attn_mask, key_padding_mask, is_causal: bool, scores):
     """One float mask (0 or -inf) broadcastable to scores (N, H, Lq, Lk): boolean masks mark positions
-    that are NOT allowed (torch's MultiheadAttention convention), float masks are added."""
+    that are NOT allowed (torch's MultiheadAttention convention), float masks are added; a 3-D
+    attn_mask is (N*H, Lq, Lk) as in torch."""
     xp, backend = scores._backend.xp, scores._backend
     lq, lk = scores.shape[-2:]
     if is_causal and attn_mask is None:
         attn_mask = xp.triu(xp.ones((lq, lk), dtype=bool), 1)
     parts = []
-    for m, shape in ((attn_mask, None), (key_padding_mask, (-1, 1, 1, lk))):
+    n, h = scores.shape[:2]
+    mask_shape = (n, h, lq, lk) if attn_mask is not None and len(getattr(attn_mask, "shape", ())) == 3 else None
+    for m, shape in ((attn_mask, mask_shape), (key_padding_mask, (-1, 1, 1, lk))):
         if m is None:
             continue
         m = as_tensor(m, scores)
