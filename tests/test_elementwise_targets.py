@@ -19,7 +19,8 @@ def kitchen_sink(x, y, s):
     a = ga.where(x > y, math.tanh(x) * s, math.exp(-abs(y)))
     b = max(x, y) - min(x, 0.5) + ga.sign(x) + ga.clip(x, -1.0, 1.0)
     c = math.log(abs(x) + 1e-3) + math.erf(y) + math.sqrt(abs(x)) + (abs(y) + 0.5) ** x
-    return a + b + c + math.log1p(x * x) / (1.0 + math.expm1(-abs(s * y)))
+    d = min(x, math.inf) - max(y, -math.inf)  # infinite constants in generated code
+    return a + b + c + d + math.log1p(x * x) / (1.0 + math.expm1(-abs(s * y)))
 
 
 def _arrays(dtype):

@@ -87,7 +87,7 @@ def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -
     params = ", ".join([f"a{i}" for i in range(program.n_inputs)] + [f"o{j}" for j in range(program.n_outputs)])
     lines = ["import math", "", "import numba", "import numpy as np", "",
              "from gpuad.elementwise.fastmath import erf_f32, exp_f32, log_f32, tanh_f32", ""]
-    lines += [f"{name} = np.{fname}({value})" for value, name in consts.items()]
+    lines += [f"{name} = np.{fname}(float({value!r}))" for value, name in consts.items()]
     lines += ["", f"# {program.name}: {program.key}", f"# fastmath {_FASTMATH_DIGEST}",
               '@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)',
               f"def kernel(n, {params}):"]

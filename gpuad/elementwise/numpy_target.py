@@ -28,7 +28,8 @@ def python_source(program: Program) -> str:
             names[node.uid] = node.value
             continue
         if node.op == "const":
-            names[node.uid] = repr(node.value)
+            v = node.value
+            names[node.uid] = f"float({repr(v)!r})" if isinstance(v, float) and not np.isfinite(v) else repr(v)
             continue
         args = [names[a.uid] for a in node.args]
         if node.op == "where":
