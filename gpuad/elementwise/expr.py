@@ -18,7 +18,7 @@ _table: dict[tuple, Node] = {}
 class Node:
     """One operation in an expression: `op` on `args` (Nodes); "var" and "const" carry `value`."""
 
-    __slots__ = ("op", "args", "value", "kind", "uid", "__weakref__")
+    __slots__ = ("op", "args", "value", "kind", "uid")
 
     def __init__(self, op: str, args: tuple, value, kind: str):
         self.op = op
@@ -58,6 +58,7 @@ def const(value) -> Node:
 
 
 def is_const(node: Node, value=None) -> bool:
+    """True for a constant node (equal to `value` when given)."""
     return node.op == "const" and (value is None or node.value == value)
 
 
@@ -90,6 +91,7 @@ def to_float(node: Node) -> Node:
 
 
 def to_bool(node: Node) -> Node:
+    """A number used as a condition is true where it is non-zero (Python's rule)."""
     return node if node.kind == "b" else _intern("ne", (node, const(0)), None, "b")
 
 

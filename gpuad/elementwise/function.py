@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 
 from ..tensor import Tensor, _scalar_like, tensor
 from .op import call
@@ -67,7 +68,7 @@ def to_tensors(args) -> list[Tensor]:
     return out
 
 
-def elementwise(fn=None, *, name: str | None = None):
+def elementwise(fn=None, *, name: str | None = None) -> ElementwiseFunction | Callable:
     """Decorator: trace a scalar function into a fused, differentiable pointwise op (see API.md)."""
     if fn is None:
         return lambda f: ElementwiseFunction(f, name)

@@ -49,9 +49,6 @@ class Program:
     def n_outputs(self) -> int:
         return len(self.outputs)
 
-    def output_kinds(self) -> tuple[str, ...]:
-        return tuple(o.kind for o in self.outputs)
-
     # ---- derived programs ---------------------------------------------------------------------
     def _derive(self, key, build):
         prog = self._derived.get(key)
