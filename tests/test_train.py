@@ -96,3 +96,13 @@ def test_no_memory_growth_between_20_and_200_training_steps():
     live200, rss200 = steps(180)
     assert live200 == live20, f"live tensor bytes grew from {live20} to {live200}"
     assert rss200 - rss20 < 2 * 2**20, f"RSS grew by {(rss200 - rss20) / 2**20:.1f} MiB"
+
+
+def test_without_tqdm_and_matplotlib_it_still_trains_and_says_so(tmp_path, capsys, monkeypatch):
+    from gpuad import train
+
+    monkeypatch.setattr(train, "_optional", lambda module: False)
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "tqdm is not installed" in printed and "matplotlib is not installed" in printed
+    assert (tmp_path / "model.npz").exists() and not (tmp_path / "curves.png").exists()
