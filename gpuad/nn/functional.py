@@ -1,7 +1,8 @@
 """ga.nn.functional: torch.nn.functional's signatures and defaults (weights (out, in) and OIHW, NCHW,
 pooling stride = kernel size, layer_norm eps 1e-5, attention scaled by 1/sqrt(d), losses averaged);
-`axis=` is accepted where torch says `dim=`. Everything is composed from differentiable gpuad ops, so
-gradients, double backward and forward mode come for free."""
+`axis=` is accepted where torch says `dim=`. Everything is composed from differentiable gpuad ops (the
+primitives of ops/nn.py and ops/fused.py among them), so gradients, double backward and forward mode
+come for free."""
 from __future__ import annotations
 
 import math
@@ -126,8 +127,7 @@ def _nll(logp: Tensor, target, weight, ignore_index: int, reduction: str, label_
         w = as_tensor(weight, logp)._data
         if w.shape != (n_classes,):
             raise ShapeError(f"{name}: weight must have shape ({n_classes},), got {tuple(w.shape)}")
-    kind = target.dtype.kind if isinstance(target, Tensor) else np.asarray(target).dtype.kind
-    if kind == "f":
+    if _target_kind(target) == "f":
         return _soft_targets(logp, as_tensor(target, logp), w, reduction, label_smoothing, name)
     labels = _labels(target, logp, name).reshape(-1)
     valid = labels != ignore_index
@@ -151,6 +151,11 @@ def _weighted_sum(flat: Tensor, q, denom, reduction: str, row_shape: tuple) -> T
         return (flat * Tensor._wrap(-q, flat._backend)).sum(axis=1).reshape(row_shape)
     q = -q / denom if reduction == "mean" else -q
     return (flat * Tensor._wrap(q.astype(flat.dtype, copy=False), flat._backend)).sum()
+
+
+def _target_kind(target) -> str:
+    """The dtype kind of a target: "f" means class probabilities, "i"/"u" class indices."""
+    return target.dtype.kind if isinstance(target, Tensor) else np.asarray(target).dtype.kind
 
 
 def _unbatched(target):
@@ -186,15 +191,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index: i
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     if (weight is None and not label_smoothing and input.ndim == 2 and reduction in ("mean", "sum", "none")
-            and (input._backend.is_gpu or input.size >= _FUSED_XENT_MIN) and _integer_labels(target)):
+            and (input._backend.is_gpu or input.size >= _FUSED_XENT_MIN) and _target_kind(target) in "iu"):
         return _fused.softmax_cross_entropy(input, target, reduction, ignore_index)
     return _nll(log_softmax(input, 1 if input.ndim > 1 else 0), target, weight, ignore_index, reduction,
                 label_smoothing, "cross_entropy")
-
-
-def _integer_labels(target) -> bool:
-    kind = target.dtype.kind if isinstance(target, Tensor) else np.asarray(target).dtype.kind
-    return kind in "iu"
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
