@@ -27,6 +27,7 @@ BATCH = 64
 
 
 def gpuad_models():
+    """The benchmark MLP and CNN in gpuad (seeded)."""
     ga.manual_seed(0)
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                         nn.Linear(256, 10))
@@ -37,6 +38,7 @@ def gpuad_models():
 
 
 def torch_models(torch):
+    """The same two models in PyTorch."""
     tnn = torch.nn
     torch.manual_seed(0)
     mlp = tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 256), tnn.ReLU(),
@@ -95,6 +97,7 @@ def worker(threads: int, samples: int) -> int:
 
 
 def main(argv=None) -> int:
+    """Run one worker process per thread count and print their tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--samples", type=int, default=9)

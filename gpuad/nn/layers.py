@@ -228,11 +228,15 @@ class Flatten(Module):
 
 
 class ReLU(Module):
+    """max(x, 0) elementwise."""
+
     def forward(self, x):
         return F.relu(x)
 
 
 class GELU(Module):
+    """GELU elementwise, exact (erf) or approximate="tanh"."""
+
     def __init__(self, approximate: str = "none"):
         super().__init__()
         self.approximate = approximate
@@ -245,11 +249,15 @@ class GELU(Module):
 
 
 class Tanh(Module):
+    """tanh elementwise."""
+
     def forward(self, x):
         return tanh(x)
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)) elementwise."""
+
     def forward(self, x):
         return sigmoid(x)
 

@@ -83,10 +83,12 @@ class Module:
             setattr(self, name, value)
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Register `module` (or None) as a submodule under `name`."""
         self._modules[name] = module
 
     # ---- calling ----------------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        """The computation; subclasses define it (calling the module calls this)."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
@@ -101,15 +103,18 @@ class Module:
                 yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every descendant, depth first."""
         for _, m in self.named_modules():
             yield m
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, module) of the direct submodules."""
         for name, m in self._modules.items():
             if m is not None:
                 yield name, m
 
     def children(self) -> Iterator[Module]:
+        """The direct submodules."""
         for _, m in self.named_children():
             yield m
 
@@ -124,16 +129,19 @@ class Module:
                     yield (f"{mod_name}.{name}" if mod_name else name), p
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Every parameter (of submodules too, unless recurse=False), each shared one once."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) for every buffer, e.g. batch-norm running statistics."""
         for mod_name, m in self.named_modules(prefix):
             for name, b in m._buffers.items():
                 if b is not None:
                     yield (f"{mod_name}.{name}" if mod_name else name), b
 
     def buffers(self) -> Iterator[Tensor]:
+        """Every buffer (non-trained state saved in state_dict)."""
         for _, b in self.named_buffers():
             yield b
 
@@ -156,10 +164,12 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (set to None)."""
         for p in self.parameters():
             p.grad = None
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Turn gradient tracking of every parameter on or off (freezing layers)."""
         for p in self.parameters():
             p.requires_grad = requires_grad
         return self
@@ -186,15 +196,19 @@ class Module:
         return self
 
     def cpu(self) -> Module:
+        """Move every parameter and buffer to the CPU."""
         return self.to("cpu")
 
     def cuda(self, index: int = 0) -> Module:
+        """Move every parameter and buffer to GPU `index`."""
         return self.to(f"cuda:{index}")
 
     def double(self) -> Module:
+        """Cast floating-point parameters and buffers to float64 (e.g. for gradcheck)."""
         return self.to(dtype=float64)
 
     def float(self) -> Module:
+        """Cast floating-point parameters and buffers to float32."""
         return self.to(dtype=float32)
 
     # ---- state --------------------------------------------------------------------------------------
@@ -270,6 +284,7 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def forward(self, x):
+        """Apply the modules in order."""
         for m in self._modules.values():
             x = m(x)
         return x
@@ -287,5 +302,6 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> Sequential:
+        """Add a module at the end."""
         self.add_module(str(len(self._modules)), module)
         return self

@@ -17,20 +17,25 @@ class LRScheduler:
         self.step()
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
+        """The lr of a group with initial lr `base_lr` at `epoch`."""
         raise NotImplementedError
 
     def step(self) -> None:
+        """Advance one epoch (or step) and set each group's lr."""
         self.last_epoch += 1
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.lr_at(base, self.last_epoch)
 
     def get_last_lr(self) -> list[float]:
+        """The lr of each group, as set by the last step()."""
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
+        """The schedule position and base lrs."""
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume a schedule saved by state_dict() (also sets the groups' lr)."""
         self.last_epoch = int(state["last_epoch"])
         self.base_lrs = [float(v) for v in state["base_lrs"]]
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
@@ -45,6 +50,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
+        """The lr of a group with initial lr `base_lr` at `epoch`."""
         return base_lr * self.gamma ** (epoch // self.step_size)
 
 
@@ -56,4 +62,5 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
+        """The lr of a group with initial lr `base_lr` at `epoch`."""
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
