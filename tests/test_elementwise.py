@@ -200,6 +200,19 @@ def test_one_kernel_forward_and_one_kernel_backward_for_all_inputs(monkeypatch):
     np.testing.assert_allclose(first[1], x * x * s * (1 - s), rtol=1e-13)
 
 
+def test_inputs_with_one_shared_partial_get_their_own_gradient():
+    @ga.elementwise
+    def f(a, b):
+        return math.cos(a + b)  # d/da and d/db are one node: the forward returns one array for both
+
+    x, y = np.array([0.3, -1.2]), np.array([0.7, 2.0])
+    a, b = ga.tensor(x, requires_grad=True), ga.tensor(y, requires_grad=True)
+    (f(a, b) * ga.tensor(np.array([2.0, 3.0]))).sum().backward()
+    expected = -np.sin(x + y) * [2.0, 3.0]
+    np.testing.assert_allclose(a.grad.numpy(), expected, rtol=1e-14)
+    np.testing.assert_allclose(b.grad.numpy(), expected, rtol=1e-14)
+
+
 def test_derivative_graph_shares_subexpressions():
     @ga.elementwise
     def f(x):

@@ -74,9 +74,7 @@ def evaluate(program: Program, xp, arrays: tuple):
         result = fn(xp, compute, *arrays)
         if program.n_outputs == 1:
             return result if type(result) is _ndarray else xp.asarray(result)
-        if all(type(r) is _ndarray for r in result):
-            return result
-        return tuple(xp.asarray(r) for r in result)
+        return _distinct(xp, result)
     if compute != out_dtype:
         arrays = tuple(a.astype(compute) if a.dtype == out_dtype else a for a in arrays)
     results = fn(xp, compute, *arrays)
@@ -92,4 +90,18 @@ def evaluate(program: Program, xp, arrays: tuple):
         if r.dtype != out_dtype and r.dtype.kind == "f" and compute != out_dtype:
             r = r.astype(out_dtype)
         fixed.append(r)
-    return fixed[0] if len(fixed) == 1 else tuple(fixed)
+    return fixed[0] if len(fixed) == 1 else _distinct(xp, fixed)
+
+
+def _distinct(xp, results) -> tuple:
+    """Every output its own array (equal outputs are one node, so NumPy would return one object twice;
+    callers may write into an output, as the linearized backward does)."""
+    seen: set[int] = set()
+    out = []
+    for r in results:
+        r = r if type(r) is _ndarray else xp.asarray(r)
+        if id(r) in seen:
+            r = r.copy()
+        seen.add(id(r))
+        out.append(r)
+    return tuple(out)

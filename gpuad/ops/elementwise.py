@@ -177,7 +177,21 @@ rpow = _binary("pow", reflected=True)
 subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg
 
 
-pow = _binary("pow")  # noqa: A001 (NumPy's name); the gradient for b needs a > 0 (log a)
+_pow_tensor = _binary("pow")
+_POW_CONST: dict[tuple, object] = {}
+
+
+def pow(a, b):  # noqa: A001 (NumPy's name)
+    """a ** b elementwise; the gradient for b needs a > 0 (log a). A Python-number exponent is part
+    of the program (x ** 2 runs as x * x), one program per exponent value."""
+    if isinstance(a, Tensor) and type(b) in (int, float):
+        key = (type(b), repr(b))
+        op_ = _POW_CONST.get(key)
+        if op_ is None:
+            inputs, out = trace(lambda x: x ** b, ("f",))
+            op_ = _POW_CONST[key] = program_op(Program(inputs, (out,), "pow"), ("a",))
+        return apply(op_, (a,), needs_params((a,)))
+    return _pow_tensor(a, b)
 
 
 power = pow
