@@ -13,7 +13,7 @@ import json
 import sys
 
 from gpuad.bench.cases import Env, document, run_case
-from gpuad.bench.harness import fmt_time, machine_info
+from gpuad.bench.harness import fmt_time, machine_info, pin_threads
 from gpuad.bench.overhead import chain_case, mlp_case, profile_chain
 
 
@@ -24,12 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=0.05, help="seconds per sample at least")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", metavar="F", help="write every sample, machine and versions")
+    parser.add_argument("--threads", type=int,
+                        help="run in a fresh process with every thread pool (torch, BLAS, Numba) at N threads")
     parser.add_argument("--profile", action="store_true",
                         help="also break the chain's per-op cost down by layer (cProfile self time)")
     args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if args.threads:
+        pin_threads(args.threads, [__file__, *argv])
     env = Env(device=args.device, sizes=[8], samples=args.repeat, min_sample_s=args.min_time,
               compare=("torch",))
-    info = machine_info(env.device, command="python benchmarks/overhead.py " + " ".join(argv or sys.argv[1:]))
+    info = machine_info(env.device, command="python benchmarks/overhead.py " + " ".join(argv))
     print(f"{info['processor']}, {info['cpus']} cpus; " +
           ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "torch") if info[k]) + "\n")
     records = [run_case(chain_case(env), env), run_case(mlp_case(env), env)]

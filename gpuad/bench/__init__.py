@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 
 SUITES = ("kernels", "training", "memory")
 
@@ -34,23 +35,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=7, help="timed samples per implementation (median)")
     parser.add_argument("--min-time", type=float, default=0.02,
                         help="seconds one sample lasts at least (calls are repeated until it does)")
+    parser.add_argument("--threads", type=int,
+                        help="run in a fresh process with every CPU thread pool (torch, BLAS, Numba, XLA) "
+                             "at N threads (default: the libraries' own defaults)")
 
 
 def _command(args) -> str:
     """The command line that reproduces this run (from the parsed options)."""
-    parts = ["gpuad bench", f"--suite {args.suite}", f"--device {args.device}", f"--compare {args.compare}"]
+    parts = ["gpuad bench", f"--suite {args.suite}", f"--device {args.device}",
+             f"--compare {shlex.quote(args.compare)}"]
     if args.sizes:
         parts.append("--sizes " + " ".join(map(str, args.sizes)))
     parts += [f"--repeat {args.repeat}", f"--min-time {args.min_time}"]
-    parts += [f"--{k} {getattr(args, k)}" for k in ("json", "plot") if getattr(args, k)]
+    if args.threads:
+        parts.append(f"--threads {args.threads}")
+    parts += [f"--{k} {shlex.quote(getattr(args, k))}" for k in ("json", "plot") if getattr(args, k)]
     return " ".join(parts)
 
 
 def run(args) -> int:
     """Run the chosen suites, print their tables and write the JSON and plot if asked."""
     from .cases import Env, document, run_case
-    from .harness import copy_bandwidth, machine_info
+    from .harness import copy_bandwidth, machine_info, pin_threads
 
+    if args.threads:
+        pin_threads(args.threads, ["-m", "gpuad", *shlex.split(_command(args))[1:]])
     compare = tuple(c.strip() for c in (args.compare or "").split(",") if c.strip())
     env = Env(device=args.device, samples=max(1, args.repeat), min_sample_s=args.min_time, compare=compare)
     if args.sizes:

@@ -248,6 +248,24 @@ def machine_info(device: str = "cpu", command: str | None = None) -> dict:
     return info
 
 
+def pin_threads(n: int, argv: list[str]) -> None:
+    """Re-run `argv` (a command line for sys.executable) in a fresh process whose thread pools (OpenMP
+    for torch, OpenBLAS, MKL, Numba, XLA) all have `n` threads, idle OpenMP threads sleeping; returns
+    at once when this process already runs that way. The pools read these variables at import, so a
+    fresh process is the only reliable way; on a loaded 2-core machine n=1 gives the steadier ratios."""
+    import os
+    import sys
+
+    want = {"OMP_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n),
+            "NUMBA_NUM_THREADS": str(n), "OMP_WAIT_POLICY": "PASSIVE",
+            "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'false' if n == 1 else 'true'} "
+                         f"intra_op_parallelism_threads={n}"}
+    if all(os.environ.get(k) == v for k, v in want.items()):
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **want})
+
+
 def _cpu_model() -> str | None:
     try:
         with open("/proc/cpuinfo") as f:
