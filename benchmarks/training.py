@@ -5,8 +5,10 @@ and of a small CNN, gpuad vs PyTorch on the CPU, timed in the same run with gpua
 
 Each thread count runs in a fresh process with OPENBLAS_NUM_THREADS, NUMBA_NUM_THREADS and
 OMP_NUM_THREADS set (they are read at import) and torch.set_num_threads: both libraries get the same
-number of threads. On a 2-core machine two pools (BLAS and Numba, or torch's) can oversubscribe the
-cores, so the one-thread rows are the steadier comparison.
+number of threads. OMP_WAIT_POLICY=PASSIVE keeps torch's idle OpenMP threads from spinning while gpuad
+runs (and taking the cores from it) between the round-robin samples. On a 2-core machine two pools
+(BLAS and Numba, or torch's) can oversubscribe the cores, so the one-thread rows are the steadier
+comparison.
 
 MLP: 784 -> 256 -> 256 -> 10 (ReLU), Adam. CNN: conv 1->16 (3x3, pad 1), ReLU, max-pool 2, conv 16->32
 (3x3, pad 1), ReLU, max-pool 2, linear 1568 -> 10, Adam. Batch 64 of 28x28 images, float32."""
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
     print(" ".join(f"{k}={v}" for k, v in info.items()))
     for n in args.threads.split(","):
         env = {**os.environ, "OPENBLAS_NUM_THREADS": n, "NUMBA_NUM_THREADS": n, "OMP_NUM_THREADS": n,
-               "MKL_NUM_THREADS": n}
+               "MKL_NUM_THREADS": n, "OMP_WAIT_POLICY": "PASSIVE"}
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "--threads", n,
                                "--samples", str(args.samples)], env=env)
         if done.returncode:

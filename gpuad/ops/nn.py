@@ -134,20 +134,20 @@ def _pool_argmax(xp, x, kernel, stride, padding, dilation):
     One strided view per kernel offset against a running maximum, with the winning offset number kept
     in a small-integer array by arithmetic (masked writes are several times slower): no window copy."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    xt = x
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
-    if ph or pw:
-        xt = xp.pad(xt, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=-xp.inf)
+    xt = x if not (ph or pw) else xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant",
+                                         constant_values=-xp.inf)
     small = xp.int8 if kh * kw < 128 else xp.int32
     views = [xt[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
              for i in range(kh) for j in range(kw)]
     best = views[0].copy()
     arg = xp.zeros(best.shape, dtype=small)
     for k in range(1, len(views)):
-        better = (views[k] > best).astype(small)
+        better = views[k] > best
+        better = better.view(small) if small == xp.int8 else better.astype(small)
         xp.maximum(best, views[k], out=best)
-        arg += better * (small(k) - arg)
+        xp.maximum(arg, better * small(k), out=arg)  # k exceeds every earlier offset number
     offsets = xp.asarray([(i * dh - ph) * w + (j * dw - pw) for i in range(kh) for j in range(kw)])
     grid = (xp.arange(n * c).reshape(n, c, 1, 1) * (h * w) + xp.arange(ho).reshape(1, 1, ho, 1) * (sh * w)
             + xp.arange(wo).reshape(1, 1, 1, wo) * sw)
