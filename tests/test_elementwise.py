@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import gpuad as ga
 from gpuad.elementwise.trace import TraceError
@@ -325,3 +326,26 @@ def test_unsupported_constructs_raise_clear_errors(body, construct):
     exec("def f(x):\n" + body, scope)
     with pytest.raises(TraceError, match=construct.replace("(", r"\(").replace(")", r"\)")):
         ga.elementwise(scope["f"])(ga.tensor([1.0]))
+
+
+@ga.elementwise
+def _soft_clip(x, y):
+    return ga.where(x > y, math.tanh(x - y) + y, x) * ga.sigmoid(y) + x ** 2 / (1.0 + y * y)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4),
+       dtype=st.sampled_from([np.float16, np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
+def test_shapes_and_dtypes_follow_numpy_broadcasting_and_promotion(shapes, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x, y = (rng.uniform(-3, 3, s).astype(dtype) for s in shapes.input_shapes)
+    out = _soft_clip(ga.tensor(x), ga.tensor(y))
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    want = np.where(x64 > y64, np.tanh(x64 - y64) + y64, x64) / (1 + np.exp(-y64)) + x64 ** 2 / (1 + y64 * y64)
+    assert out.shape == shapes.result_shape and out.dtype == dtype
+    tol = {np.float16: 4e-3, np.float32: 2e-6, np.float64: 1e-13}[dtype]
+    np.testing.assert_allclose(out.numpy().astype(np.float64), want, rtol=tol, atol=tol)
+    a = ga.tensor(x.astype(np.float64), requires_grad=True)
+    b = ga.tensor(y.astype(np.float64), requires_grad=True)
+    _soft_clip(a, b).sum().backward()
+    assert a.grad.shape == x.shape and b.grad.shape == y.shape  # broadcasting undone

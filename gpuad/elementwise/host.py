@@ -1,10 +1,11 @@
 """The CPU backend's `xp.pointwise`: the compiled Numba kernel for large float arrays, the NumPy
-target otherwise (small arrays, integers, and as the reference)."""
+target otherwise (small arrays, integers, no Numba installed, and as the reference)."""
 from __future__ import annotations
 
 from . import numpy_target
 
 _xp = None
+_numba = None  # the numba_target module once imported; False when Numba is not installed
 NUMBA_MIN_SIZE = 1 << 15  # below this, NumPy's per-call cost is lower than a parallel launch
 
 
@@ -12,13 +13,23 @@ def pointwise(program, *arrays):
     """Evaluate `program` on host arrays (NumPy broadcasting and dtypes): one array or a tuple."""
     for a in arrays:
         if a.size >= NUMBA_MIN_SIZE:
-            from . import numba_target
-
-            result = numba_target.run(program, arrays)
+            target = _numba if _numba is not None else _import_numba()
+            result = target.run(program, arrays) if target else None
             if result is not None:
                 return result
             break
     return numpy_target.evaluate(program, _xp or _namespace(), arrays)
+
+
+def _import_numba():
+    global _numba
+    try:
+        from . import numba_target
+    except ImportError:
+        _numba = False
+    else:
+        _numba = numba_target
+    return _numba
 
 
 def _namespace():
