@@ -185,7 +185,7 @@ def format_table(timings: dict[str, Timing], references: str | list[str], bytes_
     if per > 1:
         header += f" {'per item':>10}"
     if bytes_moved is not None:
-        header += f" {'GB/s':>8}"
+        header += f" {'GB/s':>8}" + (f" {'of copy':>8}" if bandwidth else "")
     if flops is not None:
         header += f" {'GFLOP/s':>8}"
     header += "".join(f" {'vs ' + r:>12}" for r in references)
@@ -196,6 +196,8 @@ def format_table(timings: dict[str, Timing], references: str | list[str], bytes_
             row += f" {fmt_time(t.median / per):>10}"
         if bytes_moved is not None:
             row += f" {bytes_moved / t.median / 1e9:>8.2f}"
+            if bandwidth:
+                row += f" {bytes_moved / t.median / 1e9 / bandwidth * 100:>7.0f}%"
         if flops is not None:
             row += f" {flops / t.median / 1e9:>8.2f}"
         row += "".join(f" {t.median / timings[r].median:>11.2f}x" for r in references)

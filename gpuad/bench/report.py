@@ -25,8 +25,9 @@ def _machine(result: dict) -> str:
             + load)
 
 
-def _time_table(records: list[dict]) -> list[str]:
-    """One markdown table per case name: a row per (size, implementation)."""
+def _time_table(records: list[dict], bandwidth: float | None = None) -> list[str]:
+    """One markdown table per case name: a row per (size, implementation); GB/s also as a share of
+    the copy `bandwidth` measured in the same run."""
     lines = []
     by_case: dict[str, list[dict]] = {}
     for r in records:
@@ -39,7 +40,9 @@ def _time_table(records: list[dict]) -> list[str]:
         comparisons = [n for n in first["impls"] if n != first["reference"] and n.split()[0] in ("torch", "jax")]
         unit = "GB/s" if first.get("bytes") else ("GFLOP/s" if first.get("flops") else "")
         head = ["size", "shape", "implementation", "median", "spread"]
+        share = bool(first.get("bytes") and bandwidth)
         head += (["per op"] if first.get("per", 1) > 1 else []) + ([unit] if unit else [])
+        head += ["of copy bandwidth"] if share else []
         head += [f"vs {first['reference']}"] + [f"vs {c}" for c in comparisons]
         lines += [f"**{case}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rs:
@@ -51,6 +54,8 @@ def _time_table(records: list[dict]) -> list[str]:
                     row.append(fmt_time(t["median"] / r["per"]))
                 if unit:
                     row.append(f"{(r['bytes'] or r['flops']) / t['median'] / 1e9:.2f}")
+                if share:
+                    row.append(f"{r['bytes'] / t['median'] / 1e9 / bandwidth * 100:.0f}%")
                 row.append(f"{t['median'] / ref:.2f}x")
                 row += [f"{t['median'] / r['impls'][c]['median']:.2f}x" if c in r["impls"] else "" for c in comparisons]
                 lines.append("| " + " | ".join(row) + " |")
@@ -101,7 +106,7 @@ def section(paths: list[str], intro: str = "") -> str:
             out += [f"#### {suite}", ""]
             timed = [r for r in records if r["kind"] == "time"]
             out += _targets(timed)
-            out += _time_table(timed)
+            out += _time_table(timed, result["machine"].get("copy_bandwidth_gbs"))
             for r in records:
                 if r["kind"] == "profile":
                     total = sum(g["seconds_per_op"] for g in r["groups"])
