@@ -91,3 +91,14 @@ def test_malicious_pickle_inside_a_checkpoint_is_refused(tmp_path):
         ga.load(tmp_path / "evil.pkl")
     assert not marker.exists()
     assert not os.path.exists(str(marker))
+
+
+def test_half_precision_dtypes_round_trip(tmp_path):
+    obj = {"h": ga.tensor([1.0, -0.5], dtype=ga.float16)}
+    if ga.bfloat16 is not None:
+        obj["b"] = ga.tensor(np.array([1.5, -2.25], dtype=ga.bfloat16))
+    ga.save(obj, tmp_path / "half.npz")
+    back = ga.load(tmp_path / "half.npz")
+    for k, v in obj.items():
+        assert back[k].dtype == v.dtype
+        np.testing.assert_array_equal(back[k].numpy().astype(np.float32), v.numpy().astype(np.float32))
