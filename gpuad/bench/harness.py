@@ -147,7 +147,6 @@ def copy_bandwidth(nbytes: int = 1 << 26, xp=None, sync: Callable[[], None] | No
     return 2 * src.nbytes / min(t.median for t in timings.values()) / 1e9
 
 
-
 class ResultMismatch(AssertionError):
     """An implementation under comparison computes something else than the reference."""
 
