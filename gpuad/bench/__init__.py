@@ -7,6 +7,7 @@ against its reference before it is timed, with ratios to the comparisons measure
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shlex
 
@@ -80,7 +81,7 @@ def run(args) -> int:
 
             records.extend(run_memory(env))
             continue
-        module = __import__(f"{__name__}.suite_{suite}", fromlist=["cases"])
+        module = importlib.import_module(f"{__name__}.suite_{suite}")
         for case in module.cases(env):
             records.append(run_case(case, env))
     for text in env.notes:
