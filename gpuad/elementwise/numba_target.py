@@ -1,6 +1,6 @@
 """The CPU fast path: a program becomes one Numba `parallel` loop over the flat elements, every output
-written in the same pass. float32 exp/log/tanh/erf use the vectorizable versions in fastmath.py;
-float64 and the other functions call libm. Inputs of the output's shape are read in place (copied
+written in the same pass. exp/log/tanh/erf in float32 and exp/tanh in float64 use the vectorizable
+versions in fastmath.py; the other functions call libm. Inputs of the output's shape are read in place (copied
 only when not C-contiguous); inputs with one element are read once; other broadcasts are expanded."""
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # a change to fastmath.py must change every generated module: Numba's disk cache keys on the module
 # file, not on the functions it inlines
 _FASTMATH_DIGEST = hashlib.sha1(Path(fastmath.__file__).read_bytes()).hexdigest()[:16]
-_FAST32 = {"exp": "exp_f32", "log": "log_f32", "tanh": "tanh_f32", "erf": "erf_f32"}
+_FAST = {"float32": {"exp": "exp_f32", "log": "log_f32", "tanh": "tanh_f32", "erf": "erf_f32"},
+         "float64": {"exp": "exp_f64", "tanh": "tanh_f64"}}
 _LIBM = {"exp": "math.exp", "log": "math.log", "log1p": "math.log1p", "expm1": "math.expm1",
          "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "tanh": "math.tanh", "sinh": "math.sinh",
          "cosh": "math.cosh", "asin": "math.asin", "acos": "math.acos", "atan": "math.atan",
@@ -76,8 +77,8 @@ def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -
         elif o == "sign":
             one, zero = constant(1.0), constant(0.0)
             e = f"({one} if {a[0]} > {zero} else (-{one} if {a[0]} < {zero} else {a[0]}))"
-        elif fname == "float32" and o in _FAST32:
-            e = f"{_FAST32[o]}({a[0]})"
+        elif o in _FAST.get(fname, ()):
+            e = f"{_FAST[fname][o]}({a[0]})"
         else:
             e = f"{_LIBM[o]}({a[0]})"
         names[node.uid] = f"t{k}"
@@ -86,7 +87,7 @@ def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -
         body.append(f"o{j}[k] = {names[out.uid]}")
     params = ", ".join([f"a{i}" for i in range(program.n_inputs)] + [f"o{j}" for j in range(program.n_outputs)])
     lines = ["import math", "", "import numba", "import numpy as np", "",
-             "from gpuad.elementwise.fastmath import erf_f32, exp_f32, log_f32, tanh_f32", ""]
+             "from gpuad.elementwise.fastmath import erf_f32, exp_f32, exp_f64, log_f32, tanh_f32, tanh_f64", ""]
     lines += [f"{name} = np.{fname}(float({value!r}))" for value, name in consts.items()]
     lines += ["", f"# {program.name}: {program.key}", f"# fastmath {_FASTMATH_DIGEST}",
               '@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)',
