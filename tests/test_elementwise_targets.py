@@ -8,6 +8,9 @@ import shutil
 
 import numpy as np
 import pytest
+import test_elementwise
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gpuad as ga
 from gpuad.backends import cpu
@@ -114,3 +117,17 @@ def test_a_kernel_numba_cannot_compile_falls_back_to_numpy_with_a_warning(monkey
     with pytest.warns(RuntimeWarning, match="could not compile the pointwise program uncompilable"):
         out = f(ga.tensor(x))
     np.testing.assert_allclose(out.numpy(), 3.0 * x - 1.0, rtol=1e-15)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None)
+@given(tree=test_elementwise.expressions(smooth=False), dtype=st.sampled_from([np.float32, np.float64]))
+def test_random_programs_numba_kernel_matches_numpy(tree, dtype):
+    prog = test_elementwise.fused_function(tree).program(("f", "f"))
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(-2, 2, (200, 200)).astype(dtype), rng.uniform(-2, 2, 200).astype(dtype)
+    with np.errstate(all="ignore"):
+        want = numpy_target.evaluate(prog, cpu.xp, (x, y))
+        got = numba_target.run(prog, (x, y))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
