@@ -4,8 +4,10 @@ versions in fastmath.py; the other functions call libm. Inputs of the output's s
 only when not C-contiguous); inputs with one element are read once; other broadcasts are expanded."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,23 @@ from .program import Program, result_dtypes
 # kernel took 10 ms with spinning threads and 0.9 ms with sleeping ones (set before OpenMP starts;
 # a user's own setting wins)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed large blocks for reuse instead of returning them to the OS: a fresh output
+    page-faults on first touch, which took 5 of 8 ms of the benchmark's forward kernel here (32 MB of
+    outputs). Linux/glibc only; GPUAD_MALLOC_TUNING=0 turns it off."""
+    if os.environ.get("GPUAD_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: blocks below 1 GiB come from the heap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
+    except (OSError, AttributeError):
+        pass
+
+
+_keep_freed_memory()
 
 # a change to fastmath.py must change every generated module: Numba's disk cache keys on the module
 # file, not on the functions it inlines
