@@ -4,8 +4,8 @@ versions in fastmath.py; the other functions call libm. Inputs of the output's s
 only when not C-contiguous); inputs with one element are read once; other broadcasts are expanded."""
 from __future__ import annotations
 
-import ctypes
 import hashlib
+import math
 import os
 import sys
 import warnings
@@ -22,21 +22,34 @@ from .program import Program, result_dtypes
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _keep_freed_memory() -> None:
-    """Let glibc keep freed large blocks for reuse instead of returning them to the OS: a fresh output
-    page-faults on first touch, which took 5 of 8 ms of the benchmark's forward kernel here (32 MB of
-    outputs). Linux/glibc only; GPUAD_MALLOC_TUNING=0 turns it off."""
-    if os.environ.get("GPUAD_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: blocks below 1 GiB come from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
-    except (OSError, AttributeError):
-        pass
+class OutputPool:
+    """Recycles kernel output buffers that nobody references any more. A fresh output page-faults on
+    first touch: that took 5 of 8 ms of the benchmark's forward kernel here (32 MB of outputs), so
+    buffers of at least `min_bytes` are kept (at most `max_bytes` in all) and handed out again once
+    only the pool holds them (CPython reference counts tell)."""
+
+    def __init__(self, min_bytes: int = 1 << 20, max_bytes: int = 1 << 28):
+        self.min_bytes, self.max_bytes = min_bytes, max_bytes
+        self.buffers: dict[tuple, list[np.ndarray]] = {}
+        self.held = 0
+
+    def empty(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        """An uninitialized array, recycled when a free one of this shape and dtype is pooled."""
+        nbytes = dtype.itemsize * math.prod(shape)
+        if nbytes < self.min_bytes:
+            return np.empty(shape, dtype)
+        bucket = self.buffers.setdefault((shape, dtype.char), [])
+        for buf in bucket:
+            if sys.getrefcount(buf) == 3:  # the bucket, this loop and getrefcount's argument
+                return buf
+        buf = np.empty(shape, dtype)
+        if self.held + nbytes <= self.max_bytes:
+            bucket.append(buf)
+            self.held += nbytes
+        return buf
 
 
-_keep_freed_memory()
+pool = OutputPool()
 
 # a change to fastmath.py must change every generated module: Numba's disk cache keys on the module
 # file, not on the functions it inlines
@@ -168,7 +181,7 @@ def run(program: Program, arrays: tuple):
         return None
     import numba
 
-    outs = [np.empty(shape, dtype=np.bool_ if o.kind == "b" else compute) for o in program.outputs]
+    outs = [pool.empty(shape, np.dtype(np.bool_) if o.kind == "b" else compute) for o in program.outputs]
     numba.set_parallel_chunksize(CHUNK)
     fn(n, *flat, *(o.reshape(-1) for o in outs))
     if out_dtype != compute:
