@@ -1,12 +1,15 @@
 """Optimizers with PyTorch's update rules. A step updates each parameter in place on its backend
-arrays (multi-tensor style: a few in-place array operations per parameter, no autograd ops, no graph),
-bumps the parameter's version counter as any in-place op does, and runs under no_grad."""
+arrays (a few in-place array operations per parameter, no autograd ops, no graph), bumps the
+parameter's version counter as any in-place op does, and runs under no_grad. With `fused=True` (the
+default on the GPU, as torch's `fused=None`) a group is updated by one multi-tensor kernel launch
+(gpuad/ops/fused.py) instead."""
 from __future__ import annotations
 
 import math
 
 from ..autograd.mode import no_grad
 from ..errors import GpuadError
+from ..ops import fused
 from ..tensor import Tensor
 
 
@@ -14,7 +17,8 @@ class Optimizer:
     """Base class: parameter groups (lists of dicts with per-group hyperparameters) and per-parameter
     state; state_dict() refers to parameters by their index in group order, as torch does."""
 
-    def __init__(self, params, defaults: dict):
+    def __init__(self, params, defaults: dict, fused: bool | None = None):
+        self.fused = fused  # None: one multi-tensor kernel per group on the GPU, per-parameter updates on the CPU
         self.defaults = dict(defaults)
         params = list(params)
         if not params:
@@ -46,12 +50,14 @@ class Optimizer:
         """One update of every parameter that has a gradient; `closure` re-evaluates the loss."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
                 if p.grad.shape != p.shape:
                     raise GpuadError(f"{type(self).__name__}: gradient of shape {p.grad.shape} for a parameter "
                                      f"of shape {p.shape}")
+            if params and self._fused_wanted(params) and self._fused_step(params, group):
+                continue
+            for p in params:
                 state = self.state.setdefault(p, {})
                 xp, g = p._backend.xp, p.grad._data
                 if g.strides != p._data.strides:  # e.g. a transposed weight gradient: mixed layouts are slow
@@ -59,6 +65,25 @@ class Optimizer:
                 self._update(xp, p._data, g, state, group)
                 p._version[0] += 1
         return loss
+
+    def _fused_wanted(self, params) -> bool:
+        backend = params[0]._backend
+        if any(p._backend is not backend for p in params):
+            return False
+        return backend.is_gpu if self.fused is None else self.fused
+
+    def _fused_step(self, params, group: dict) -> bool:
+        """Update `params` with one multi-tensor kernel; False where the options need the plain path."""
+        return False
+
+    def _state_tensors(self, params, names) -> list[list[Tensor]]:
+        """Per-parameter state arrays (zeros at first) as tensors, one list per name."""
+        lists = []
+        for name in names:
+            arrays = [self.state.setdefault(p, {}).setdefault(name, p._backend.xp.zeros_like(p._data))
+                      for p in params]
+            lists.append([Tensor._wrap(a, p._backend) for a, p in zip(arrays, params)])
+        return lists
 
     def _update(self, xp, p, g, state: dict, group: dict) -> None:
         raise NotImplementedError
@@ -122,13 +147,27 @@ class SGD(Optimizer):
     Nesterov momentum and L2 weight decay."""
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False,
+                 fused: bool | None = None):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"SGD: lr ({lr}), momentum ({momentum}) and weight_decay ({weight_decay}) must be >= 0")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
-                                  "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize})
+                                  "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize},
+                         fused)
+
+    def _fused_step(self, params, group):
+        if group["dampening"] or group["maximize"]:
+            return False
+        momentum = group["momentum"]
+        if momentum and any("momentum_buffer" not in self.state.get(p, {}) for p in params) and \
+                any(self.state.get(p) for p in params):
+            return False  # a mix of started and fresh buffers: the plain path handles the first step
+        (bufs,) = self._state_tensors(params, ["momentum_buffer"]) if momentum else ([None] * len(params),)
+        fused.fused_sgd_(params, [p.grad for p in params], bufs, lr=group["lr"], momentum=momentum,
+                         weight_decay=group["weight_decay"], nesterov=group["nesterov"])
+        return True
 
     def _update(self, xp, p, g, state, group):
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
@@ -154,12 +193,27 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False):
+                 weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
+                 fused: bool | None = None):
         if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"{type(self).__name__}: invalid lr {lr}, betas {betas}, eps {eps} or "
                              f"weight_decay {weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                                  "amsgrad": amsgrad, "maximize": maximize})
+                                  "amsgrad": amsgrad, "maximize": maximize}, fused)
+
+    def _fused_step(self, params, group):
+        steps = {self.state.get(p, {}).get("step", 0) for p in params}
+        if group["amsgrad"] or group["maximize"] or len(steps) != 1:
+            return False
+        step = steps.pop() + 1
+        exp_avgs, exp_avg_sqs = self._state_tensors(params, ["exp_avg", "exp_avg_sq"])
+        beta1, beta2 = group["betas"]
+        fused.fused_adam_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, lr=group["lr"], beta1=beta1,
+                          beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"], step=step,
+                          decoupled=self.decoupled)
+        for p in params:
+            self.state[p]["step"] = step
+        return True
 
     def _update(self, xp, p, g, state, group):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -204,5 +258,6 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
+                 fused: bool | None = None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, fused)
