@@ -122,3 +122,12 @@ def test_compare_round_robin_and_table():
 
 def test_size_option():
     assert _size("2**10") == 1024 and _size("4096") == 4096
+
+
+def test_unavailable_device_is_one_clear_line():
+    import gpuad as ga
+
+    if ga.cuda.is_available():
+        pytest.skip("a GPU is available here")
+    with pytest.raises(SystemExit, match="gpuad bench: device 'cuda.*not available"):
+        main(["bench", "--suite", "kernels", "--device", "cuda", "--sizes", "1024", "--repeat", "1"])

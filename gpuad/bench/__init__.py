@@ -56,13 +56,17 @@ def _command(args) -> str:
 
 def run(args) -> int:
     """Run the chosen suites, print their tables and write the JSON and plot if asked."""
+    from ..errors import DeviceError
     from .cases import Env, document, run_case
     from .harness import copy_bandwidth, machine_info, pin_threads
 
     if args.threads:
         pin_threads(args.threads, ["-m", "gpuad", *shlex.split(_command(args))[1:]])
     compare = tuple(c.strip() for c in (args.compare or "").split(",") if c.strip())
-    env = Env(device=args.device, samples=max(1, args.repeat), min_sample_s=args.min_time, compare=compare)
+    try:
+        env = Env(device=args.device, samples=max(1, args.repeat), min_sample_s=args.min_time, compare=compare)
+    except DeviceError as exc:
+        raise SystemExit(f"gpuad bench: {exc}") from None
     if args.sizes:
         env.sizes = sorted(args.sizes)
     suites = SUITES if args.suite == "all" else (args.suite,)
