@@ -4,6 +4,7 @@ over sizes from the launch-overhead to the bandwidth regime. Features that have 
 (ga.elementwise, ga.nn, ga.optim) are detected at run time and their cases skipped with a note."""
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterator
 
@@ -334,10 +335,10 @@ def optimizer_cases(env: Env, size: int) -> Iterator[Case]:
 
         return step
 
-    def gpuad_adam():
+    def gpuad_adam(**kwargs):
         p = ga.tensor(env.array(p_host.copy()), device=env.device, requires_grad=True)
         p.grad = ga.tensor(env.array(g_host), device=env.device)
-        opt = adam([p], lr=lr, betas=(b1, b2), eps=eps)
+        opt = adam([p], lr=lr, betas=(b1, b2), eps=eps, **kwargs)
 
         def step():
             opt.step()
@@ -347,6 +348,8 @@ def optimizer_cases(env: Env, size: int) -> Iterator[Case]:
 
     ref = "numpy by hand" if not env.gpu else "cupy by hand"
     impls = {ref: by_hand(), "gpuad optim.Adam": gpuad_adam()}
+    if "fused" in inspect.signature(adam).parameters:
+        impls["gpuad optim.Adam fused"] = gpuad_adam(fused=True)
     if env.torch is not None:
         torch = env.torch
         for label, kwargs in (("torch foreach", {"foreach": True}), ("torch fused", {"fused": True})):
