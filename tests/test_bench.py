@@ -131,3 +131,23 @@ def test_unavailable_device_is_one_clear_line():
         pytest.skip("a GPU is available here")
     with pytest.raises(SystemExit, match="gpuad bench: device 'cuda.*not available"):
         main(["bench", "--suite", "kernels", "--device", "cuda", "--sizes", "1024", "--repeat", "1"])
+
+
+def test_report_checks_issue_2_targets(recorded, tmp_path):
+    result, _ = recorded
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    text = section([str(path)], intro="### Notes\n\nhand-written analysis")
+    assert "Per-op cost (forward + backward, 8-element tensors)" in text and "target <= 1.00x" in text
+    assert "MLP step 784-512-512-10" in text and "target <= 1.10x" in text
+    assert text.index("hand-written analysis") < text.index("#### kernels")
+
+
+def test_pin_threads_returns_when_already_pinned(monkeypatch):
+    from gpuad.bench.harness import pin_threads
+
+    for k, v in {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                 "NUMBA_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+                 "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}.items():
+        monkeypatch.setenv(k, v)
+    pin_threads(1, ["-c", "raise SystemExit(3)"])  # no re-exec: returns here
