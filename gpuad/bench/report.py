@@ -96,7 +96,8 @@ def section(paths: list[str], intro: str = "") -> str:
         png = Path(path).with_suffix(".png")
         out += [f"### `{result['machine']['command']}`", "", f"Machine: {_machine(result)}.", "",
                 f"Recorded in `{path}`" + (f"; plot `{png}`" if png.exists() else "")
-                + ". Kernel tables show the smallest and largest size; the JSON and plot have every size.", ""]
+                + (". Kernel tables show the smallest and largest size; the JSON and plot have every size"
+                   if "kernels" in result["suites"] else "") + ".", ""]
         if png.exists():
             out += [f"![gpuad bench plot]({png})", ""]
         for suite in result["suites"]:
