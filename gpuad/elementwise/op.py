@@ -77,22 +77,37 @@ def _vjp_rule(program: Program, i: int, args: tuple[str, ...]):
     def rule(ctx, g):
         grads = ctx.__dict__.get("_pointwise_grads")
         if grads is None:
-            wrt = tuple(j for j, need in enumerate(ctx.needs) if need)
-            grads = ctx._pointwise_grads = _gradients(program, args, wrt, ctx, g)
+            grads = ctx._pointwise_grads = _gradients(program, args, ctx, g)
         return grads[i]
 
     return rule
 
 
-def _gradients(program: Program, args: tuple[str, ...], wrt: tuple, ctx, g) -> dict:
-    """Input gradients for `wrt`: one fused pass, or one differentiable Op per gradient when the
-    backward itself is being recorded (create_graph) or carries forward-mode tangents."""
-    vp = program.vjp(wrt)
-    tensors = [g if role == "g" else getattr(ctx, _name(role, args)) for role in vp.roles]
-    by_role = dict(zip(vp.roles, tensors))
-    recorded = any(t._fw is not None for t in tensors) or (
-        state.grad_enabled and any(t._requires_grad for t in tensors))
-    partials = ctx.__dict__.get("partials")
+def _vjp_plan(program: Program, args: tuple[str, ...], needs: tuple) -> tuple:
+    """(wrt, derived VJP program, ctx name of each of its inputs (None for g), whether every output is
+    an input or a constant): what a backward call needs, worked out once per (program, needs)."""
+    plan = program.compiled.get(("vjp_plan", needs))
+    if plan is None:
+        wrt = tuple(j for j, need in enumerate(needs) if need)
+        vp = program.vjp(wrt)
+        names = tuple(None if role == "g" else _name(role, args) for role in vp.roles)
+        trivial = all(o.op in ("var", "const") for o in vp.outputs)
+        plan = program.compiled[("vjp_plan", needs)] = (wrt, vp, names, trivial)
+    return plan
+
+
+def _gradients(program: Program, args: tuple[str, ...], ctx, g) -> dict:
+    """Input gradients for the inputs that need one: one fused pass, or one differentiable Op per
+    gradient when the backward itself is being recorded (create_graph) or carries tangents."""
+    values = ctx.__dict__
+    wrt, vp, names, trivial = _vjp_plan(program, args, values["needs"])
+    tensors = [g if name is None else values[name] for name in names]
+    recorded = False
+    for t in tensors:
+        if t._fw is not None or (t._requires_grad and state.grad_enabled):
+            recorded = True
+            break
+    partials = values.get("partials")
     if partials:
         saved = partials.pop("tensors")
         partials.clear()  # used once: their memory goes back now, as a node's saved tensors do
@@ -100,7 +115,8 @@ def _gradients(program: Program, args: tuple[str, ...], wrt: tuple, ctx, g) -> d
             multiply, shape = g._backend.xp.multiply, g._data.shape
             return {j: Tensor._wrap(multiply(d._data, g._data, out=d._data if d._data.shape == shape else None),
                                     g._backend) for j, d in zip(wrt, saved)}
-    if recorded or all(o.op in ("var", "const") for o in vp.outputs):
+    if recorded or trivial:
+        by_role = dict(zip(vp.roles, tensors))
         outs = []
         for k, node in enumerate(vp.outputs):
             if node.op == "var":
@@ -112,7 +128,7 @@ def _gradients(program: Program, args: tuple[str, ...], wrt: tuple, ctx, g) -> d
     backend = g._backend
     arrays = backend.xp.pointwise(vp, *[t._data for t in tensors])
     if len(wrt) == 1:
-        arrays = (arrays,)
+        return {wrt[0]: Tensor._wrap(arrays, backend)}
     return {j: Tensor._wrap(a, backend) for j, a in zip(wrt, arrays)}
 
 
