@@ -105,11 +105,21 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                 kept = node.retained()
                 if kept is not None:
                     kept.grad = g.detach() if kept.grad is None else (kept.grad + g).detach()
+            edges = node.edges
             if g is not None:
-                _run_node(node, g, create_graph, pending, deliver_leaf, needed, targets)
+                todo = [i for i, e in enumerate(edges) if e is not None and (
+                    needed[e] if type(e) is Node else targets is None or id(e) in targets)]
+                if todo:
+                    for i, gi in _vjps(node, g, create_graph, todo):
+                        edge = edges[i]
+                        if type(edge) is Node:
+                            prev = pending.get(edge)
+                            pending[edge] = gi if prev is None else prev + gi
+                        else:
+                            deliver_leaf(edge, gi)
             if not retain_graph:
                 node.free()
-            for edge in node.edges:
+            for edge in edges:
                 if type(edge) is Node and needed[edge]:
                     deps[edge] -= 1
                     if deps[edge] == 0:
@@ -117,43 +127,29 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
     return results if inputs is not None else None
 
 
-def _run_node(node, g, create_graph, pending, deliver_leaf, needed, targets):
-    """Run the VJP rules of the inputs that lead to a target and route the results along the edges."""
-    todo = [i for i, edge in enumerate(node.edges) if edge is not None and (
-        needed[edge] if type(edge) is Node else targets is None or id(edge) in targets)]
-    if not todo:
-        return
-    for i, gi in _vjps_retrying(node, g, create_graph, todo):
-        edge = node.edges[i]
-        if type(edge) is Node:
-            prev = pending.get(edge)
-            pending[edge] = gi if prev is None else prev + gi
-        else:
-            deliver_leaf(edge, gi)
-
-
-def _vjps(node, g, create_graph, todo) -> list:
-    """(input index, gradient reduced to that input's shape) for the inputs in `todo`."""
+def _vjps(node, g, create_graph, todo, retry: bool = True) -> list:
+    """(input index, gradient reduced to that input's shape) for the inputs in `todo`. On out of memory
+    (CuPy's OutOfMemoryError is a MemoryError) return the device pool's cached blocks to the driver and
+    retry once, then raise with the device's memory statistics."""
     op = node.op
-    ctx = node.context(create_graph)
-    out = []
-    for i in todo:
-        gi = op.vjp(ctx, g, i) if op.variadic else op.vjp[i](ctx, g)
-        if gi is not None:
-            out.append((i, _sum_to(gi, node.shapes[i], node.dtypes[i])))
-    return out
-
-
-def _vjps_retrying(node, g, create_graph, todo) -> list:
-    """_vjps; on out of memory (CuPy's OutOfMemoryError is a MemoryError) return the device pool's
-    cached blocks to the driver and retry once, then raise with the device's memory statistics."""
     try:
-        return _vjps(node, g, create_graph, todo)
+        ctx = node.context(create_graph)
+        out = []
+        for i in todo:
+            gi = op.vjp(ctx, g, i) if op.variadic else op.vjp[i](ctx, g)
+            if gi is not None:
+                data, shape, dtype = gi._data, node.shapes[i], node.dtypes[i]
+                if data.shape != shape or data.dtype is not dtype:
+                    gi = _sum_to(gi, shape, dtype)
+                out.append((i, gi))
+        return out
     except MemoryError as exc:
+        if not retry:
+            raise
         backend = g._backend
         backend.empty_cache()
         try:
-            return _vjps(node, g, create_graph, todo)
+            return _vjps(node, g, create_graph, todo, retry=False)
         except MemoryError as again:
             raise MemoryError(
                 f"backward: out of memory in {node.name} on {backend.device} (gradient {g.shape} {g.dtype}) "

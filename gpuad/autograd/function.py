@@ -21,7 +21,7 @@ class Op:
     A `jvp` given as one callable `(ctx, tangents)` sees all tangents at once (None for zero)."""
 
     __slots__ = ("name", "forward", "vjp", "jvp", "args", "save", "view", "differentiable", "variadic",
-                 "moves_device")
+                 "moves_device", "save_plan")
 
     def __init__(self, name, forward, vjp=None, jvp=None, args=("x",), save=None, view=False,
                  moves_device=False):
@@ -37,6 +37,9 @@ class Op:
         if isinstance(save, str):
             save = (save,)
         self.save = tuple(tuple(s.split()) for s in save)
+        # per input: (name, index of the input it names, or -1 for the output y; None: variadic)
+        self.save_plan = tuple(tuple((name, -1 if name == "y" else None if self.variadic else self.args.index(name))
+                                     for name in names) for names in self.save)
         self.view = view
         self.moves_device = moves_device  # params["device"] is the output's backend (to_device)
 
@@ -88,24 +91,24 @@ def _record(op, inputs, params, out, arrays=None) -> None:
     `arrays` are the inputs' arrays when the caller (apply) already has them."""
     if arrays is None:
         arrays = [t._data for t in inputs]
-    names = {}
-    edges = []
-    for i, t in enumerate(inputs):
-        if t._requires_grad:
-            edges.append(t.grad_fn or t)
-            for name in op.save[0 if op.variadic else i]:
-                names[name] = True
-        else:
-            edges.append(None)
     saved = {}
-    for name in names:
-        if name == "y":
-            saved["y"] = (out._alias(), out._version[0])
-        elif op.variadic:
-            saved[name] = tuple((t, t._version[0]) for t in inputs)
-        else:
-            t = inputs[op.args.index(name)]
-            saved[name] = (t, t._version[0])
+    edges = []
+    plans = op.save_plan
+    for i, t in enumerate(inputs):
+        if not t._requires_grad:
+            edges.append(None)
+            continue
+        edges.append(t.grad_fn or t)
+        for name, j in plans[0 if op.variadic else i]:
+            if name in saved:
+                continue
+            if j == -1:
+                saved[name] = (out._alias(), out._version[0])
+            elif j is None:
+                saved[name] = tuple((u, u._version[0]) for u in inputs)
+            else:
+                u = inputs[j]
+                saved[name] = (u, u._version[0])
     out.grad_fn = Node(op, params, tuple(edges), tuple([a.shape for a in arrays]),
                        tuple([a.dtype for a in arrays]), saved)
     out._requires_grad = True

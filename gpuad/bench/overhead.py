@@ -205,7 +205,7 @@ PROFILE_GROUPS = (
     ("Tensor.__del__", lambda f, n: f.endswith("gpuad/tensor.py") and n == "__del__"),
     ("memory tracking: HostMemory.track/untrack",
      lambda f, n: f.endswith("backends/cpu.py") and n in ("track", "untrack")),
-    ("engine: run_backward/_run_node/_plan/_sum_to", lambda f, n: f.endswith("autograd/engine.py")),
+    ("engine: run_backward/_vjps/_plan/_sum_to", lambda f, n: f.endswith("autograd/engine.py")),
     ("node.context/free (+ Ctx)", lambda f, n: f.endswith("autograd/node.py")),
     ("op wrappers, operands, scalars (ops/, tensor.py)",
      lambda f, n: "/gpuad/ops/" in f or f.endswith("gpuad/tensor.py")),

@@ -62,17 +62,17 @@ def compile_numpy(program: Program):
 def evaluate(program: Program, xp, arrays: tuple):
     """Run `program` on `arrays` with NumPy semantics; float16 computes in float32. One array, or a
     tuple when the program has several outputs."""
-    fn = program.compiled.get("numpy") or compile_numpy(program)
     dtypes = tuple([a.dtype for a in arrays])
     plan = program.compiled.get(dtypes)
     if plan is None:
         compute, out_dtype = result_dtypes(program, dtypes)
         direct = compute == out_dtype and all(o.op not in ("var", "const") for o in program.outputs)
-        plan = program.compiled[dtypes] = (compute, out_dtype, direct)
-    compute, out_dtype, direct = plan
+        single = program.n_outputs == 1
+        plan = program.compiled[dtypes] = (compile_numpy(program), compute, out_dtype, direct, single)
+    fn, compute, out_dtype, direct, single = plan
     if direct:
         result = fn(xp, compute, *arrays)
-        if program.n_outputs == 1:
+        if single:
             return result if type(result) is _ndarray else xp.asarray(result)
         return _distinct(xp, result)
     if compute != out_dtype:
