@@ -20,11 +20,15 @@ class Tensor:
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False):
-        t = tensor(data, dtype=dtype, device=device)
-        self._setup(t._data, t._backend)
-        self.requires_grad = requires_grad
+        t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+        for name in ("_data", "_backend", "_requires_grad", "grad", "grad_fn", "_version", "_fw"):
+            setattr(self, name, getattr(t, name))
+        self._backend.track(self._data)
 
-    def _setup(self, data, backend) -> None:
+    @classmethod
+    def _wrap(cls, data, backend) -> Tensor:
+        """A new leaf around a backend array (no copy); the one constructor every op output takes."""
+        self = object.__new__(cls)
         self._data = data
         self._backend = backend
         self._requires_grad = False
@@ -33,12 +37,6 @@ class Tensor:
         self._version = [0]
         self._fw = None
         backend.track(data)
-
-    @classmethod
-    def _wrap(cls, data, backend) -> Tensor:
-        """A new leaf around a backend array (no copy)."""
-        self = object.__new__(cls)
-        self._setup(data, backend)
         return self
 
     def __del__(self):

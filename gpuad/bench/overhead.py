@@ -200,7 +200,7 @@ PROFILE_GROUPS = (
     ("autograd/function.py apply()", lambda f, n: f.endswith("autograd/function.py") and n == "apply"),
     ("autograd/function.py _record() + Node()", lambda f, n: f.endswith("autograd/function.py") and n == "_record"
      or f.endswith("autograd/node.py") and n == "__init__"),
-    ("Tensor._wrap/_setup (+ object.__new__)", lambda f, n: f.endswith("gpuad/tensor.py") and n in ("_wrap", "_setup")
+    ("Tensor._wrap (+ object.__new__)", lambda f, n: f.endswith("gpuad/tensor.py") and n in ("_wrap",)
      or n.startswith("<built-in method __new__ of type object")),
     ("Tensor.__del__", lambda f, n: f.endswith("gpuad/tensor.py") and n == "__del__"),
     ("memory tracking: HostMemory.track/untrack",

@@ -84,15 +84,17 @@ def _vjp_rule(program: Program, i: int, args: tuple[str, ...]):
 
 
 def _vjp_plan(program: Program, args: tuple[str, ...], needs: tuple) -> tuple:
-    """(wrt, derived VJP program, ctx name of each of its inputs (None for g), whether every output is
-    an input or a constant): what a backward call needs, worked out once per (program, needs)."""
+    """(wrt, derived VJP program, ctx name of each of its inputs (None for g), and when every output is
+    an input or a zero constant, which input each is (-1: zero)): worked out once per (program, needs)."""
     plan = program.compiled.get(("vjp_plan", needs))
     if plan is None:
         wrt = tuple(j for j, need in enumerate(needs) if need)
         vp = program.vjp(wrt)
         names = tuple(None if role == "g" else _name(role, args) for role in vp.roles)
-        trivial = all(o.op in ("var", "const") for o in vp.outputs)
-        plan = program.compiled[("vjp_plan", needs)] = (wrt, vp, names, trivial)
+        passthrough = None
+        if all(o.op in ("var", "const") for o in vp.outputs):  # linear ops: g itself, -g is not here
+            passthrough = tuple(vp.inputs.index(o) if o.op == "var" else -1 for o in vp.outputs)
+        plan = program.compiled[("vjp_plan", needs)] = (wrt, vp, names, passthrough)
     return plan
 
 
@@ -100,8 +102,10 @@ def _gradients(program: Program, args: tuple[str, ...], ctx, g) -> dict:
     """Input gradients for the inputs that need one: one fused pass, or one differentiable Op per
     gradient when the backward itself is being recorded (create_graph) or carries tangents."""
     values = ctx.__dict__
-    wrt, vp, names, trivial = _vjp_plan(program, args, values["needs"])
+    wrt, vp, names, passthrough = _vjp_plan(program, args, values["needs"])
     tensors = [g if name is None else values[name] for name in names]
+    if passthrough is not None:
+        return {j: (tensors[k] if k >= 0 else None) for j, k in zip(wrt, passthrough)}
     recorded = False
     for t in tensors:
         if t._fw is not None or (t._requires_grad and state.grad_enabled):
@@ -115,7 +119,7 @@ def _gradients(program: Program, args: tuple[str, ...], ctx, g) -> dict:
             multiply, shape = g._backend.xp.multiply, g._data.shape
             return {j: Tensor._wrap(multiply(d._data, g._data, out=d._data if d._data.shape == shape else None),
                                     g._backend) for j, d in zip(wrt, saved)}
-    if recorded or trivial:
+    if recorded:
         by_role = dict(zip(vp.roles, tensors))
         outs = []
         for k, node in enumerate(vp.outputs):
