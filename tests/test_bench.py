@@ -138,7 +138,9 @@ def test_report_checks_issue_2_targets(recorded, tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(result))
     text = section([str(path)], intro="### Notes\n\nhand-written analysis")
-    assert "Per-op cost (forward + backward, 8-element tensors)" in text and "target <= 1.00x" in text
+    chain = next(r for r in result["results"] if r["case"] == "200-op elementwise chain fwd+bwd")
+    if "torch" in chain["impls"]:  # the per-op target is relative to PyTorch (not installed in CI)
+        assert "Per-op cost (forward + backward, 8-element tensors)" in text and "target <= 1.00x" in text
     assert "MLP step 784-512-512-10" in text and "target <= 1.10x" in text
     assert text.index("hand-written analysis") < text.index("#### kernels")
 
