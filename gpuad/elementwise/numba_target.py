@@ -62,6 +62,11 @@ _LIBM = {"exp": "math.exp", "log": "math.log", "log1p": "math.log1p", "expm1": "
          "erf": "math.erf", "erfc": "math.erfc", "sqrt": "np.sqrt", "floor": "np.floor", "ceil": "np.ceil",
          "abs": "abs"}
 CHUNK = 1 << 15  # elements per work item: threads take chunks as they free up (a busy core delays less)
+# Below this many elements a kernel runs on one thread. Right after a matmul OpenBLAS's threads spin
+# for ~0.1 s; a parallel kernel then waits for a core: on this 2-core machine 131K elements took 6.4 ms
+# on 2 threads against 94 us on one, and one thread still won at 4M (2.1 vs 3.6 ms). Training-sized
+# activations stay on one thread; large elementwise work without BLAS in between gains from all cores.
+PARALLEL_MIN_SIZE = 1 << 22
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "lt": "<", "le": "<=", "gt": ">",
           "ge": ">=", "eq": "==", "ne": "!=", "and": "&", "or": "|"}
 
@@ -183,6 +188,7 @@ def run(program: Program, arrays: tuple):
 
     outs = [pool.empty(shape, np.dtype(np.bool_) if o.kind == "b" else compute) for o in program.outputs]
     numba.set_parallel_chunksize(CHUNK)
+    numba.set_num_threads(1 if n < PARALLEL_MIN_SIZE else numba.config.NUMBA_NUM_THREADS)
     fn(n, *flat, *(o.reshape(-1) for o in outs))
     if out_dtype != compute:
         outs = [o.astype(out_dtype) if o.dtype.kind == "f" else o for o in outs]
