@@ -153,3 +153,15 @@ def test_pin_threads_returns_when_already_pinned(monkeypatch):
                  "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}.items():
         monkeypatch.setenv(k, v)
     pin_threads(1, ["-c", "raise SystemExit(3)"])  # no re-exec: returns here
+
+
+def test_report_replaces_only_the_marked_readme_block(tmp_path):
+    from gpuad.bench.report import END, START, replace_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{START}\nold numbers\n{END}\n\n## after\n")
+    replace_block(readme, "## Performance\nnew numbers")
+    assert readme.read_text() == f"# title\n\n{START}\n## Performance\nnew numbers\n{END}\n\n## after\n"
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(SystemExit, match="needs the lines"):
+        replace_block(tmp_path / "plain.md", "x")

@@ -1,7 +1,10 @@
 """The README's performance section (markdown) from recorded bench JSON files, stating machine and date:
 
     python -m gpuad.bench.report benchmarks/results/overhead-cpu-DATE.json benchmarks/results/bench-cpu-DATE.json \
-        --intro benchmarks/results/overhead-cpu-DATE.md -o docs/performance.md
+        --intro benchmarks/results/overhead-cpu-DATE.md --into README.md
+
+`--into` replaces what stands between the README's `<!-- performance:start -->` and
+`<!-- performance:end -->` lines; `-o` writes a file of its own.
 """
 from __future__ import annotations
 
@@ -134,14 +137,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="+", help="bench result files (gpuad bench --json)")
     parser.add_argument("-o", "--out", help="markdown file to write (default: print)")
+    parser.add_argument("--into", help="markdown file whose performance:start/end block is replaced")
     parser.add_argument("--intro", help="markdown file (analysis, notes) placed before the generated tables")
     args = parser.parse_args(argv)
     text = section(args.json, Path(args.intro).read_text() if args.intro else "")
-    if args.out:
+    if args.into:
+        replace_block(Path(args.into), text)
+    elif args.out:
         Path(args.out).write_text(text + "\n")
     else:
         print(text)
     return 0
+
+
+START, END = "<!-- performance:start -->", "<!-- performance:end -->"
+
+
+def replace_block(path: Path, text: str) -> None:
+    """Put `text` between the START and END marker lines of `path` (both must be there)."""
+    doc = path.read_text()
+    if START not in doc or END not in doc:
+        raise SystemExit(f"{path}: needs the lines {START} and {END} around the performance section")
+    head, rest = doc.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{START}\n{text}\n{END}{tail}")
 
 
 if __name__ == "__main__":
