@@ -259,23 +259,43 @@ class Tensor:
         self._fw = result._fw
         return self
 
+    def _update(self, other, ufunc: str, out_of_place, opname: str) -> Tensor:
+        """`self <op>= other`: straight into the buffer when no graph or tangent is involved (the optimizer
+        step: one pass, no temporary); otherwise out of place, recorded, and written back by _write."""
+        from .autograd.mode import state
+
+        value = self._coerce(other)
+        if (self._fw is None and value._fw is None and value._backend is self._backend
+                and not (state.grad_enabled and (self._requires_grad or value._requires_grad))):
+            try:
+                getattr(self._backend.xp, ufunc)(self._data, value._data, out=self._data, casting="same_kind")
+            except TypeError:
+                raise DtypeError(f"{opname}: cannot write a {out_of_place(self, other).dtype} result into a "
+                                 f"{self.dtype} tensor in place") from None
+            except ValueError:
+                raise ValueError(f"{opname}: in-place result of {self.shape} and {value.shape} does not have the "
+                                 f"tensor's shape {self.shape}; in-place ops cannot change a tensor's shape") from None
+            self._version[0] += 1
+            return self
+        return self._write(out_of_place(self, other), opname)
+
     def __iadd__(self, other):
-        return self._write(self + other, "add_ (+=)")
+        return self._update(other, "add", Tensor.__add__, "add_ (+=)")
 
     def __isub__(self, other):
-        return self._write(self - other, "sub_ (-=)")
+        return self._update(other, "subtract", Tensor.__sub__, "sub_ (-=)")
 
     def __imul__(self, other):
-        return self._write(self * other, "mul_ (*=)")
+        return self._update(other, "multiply", Tensor.__mul__, "mul_ (*=)")
 
     def __itruediv__(self, other):
-        return self._write(self / other, "div_ (/=)")
+        return self._update(other, "true_divide", Tensor.__truediv__, "div_ (/=)")
 
     def add_(self, other, alpha=1.0):
-        return self._write(self + other * alpha if alpha != 1.0 else self + other, "add_")
+        return self._update(other * alpha if alpha != 1.0 else other, "add", Tensor.__add__, "add_")
 
     def mul_(self, other):
-        return self._write(self * other, "mul_")
+        return self._update(other, "multiply", Tensor.__mul__, "mul_")
 
     def zero_(self) -> Tensor:
         return self.fill_(0)

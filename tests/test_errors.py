@@ -100,6 +100,13 @@ def test_inplace_on_leaf_requires_no_grad():
         w[1] = 7.0
     np.testing.assert_allclose(w.numpy(), [1.25, 7.0])
     assert w._version[0] == version + 5 and w.is_leaf and w.requires_grad
+    buffer = w.numpy()
+    with ga.no_grad():
+        w -= ga.tensor([0.25, 1.0])  # the optimizer step: written into the same buffer
+    assert w.numpy() is buffer and buffer.tolist() == [1.0, 6.0]
+    with pytest.raises(ValueError, match=r"sub_ \(-=\): in-place result .* cannot change a tensor's shape"):
+        with ga.no_grad():
+            w -= ga.ones(3, 2)
 
 
 def test_inplace_writes_through_views_and_bumps_shared_version():
