@@ -163,7 +163,7 @@ class Tensor:
     def tolist(self):
         return self.numpy().tolist()
 
-    def to(self, *args, dtype=None, device=None, copy: bool = False) -> Tensor:
+    def to(self, *args, dtype=None, device=None) -> Tensor:
         """x.to("cuda"), x.to(ga.float16), x.to("cpu", ga.float64): differentiable device/dtype moves."""
         for a in args:
             if isinstance(a, str) or (hasattr(a, "device") and not isinstance(a, Tensor)):

@@ -16,7 +16,7 @@ class Ctx:
 class Node:
     """A recorded application of `op`; `edges[i]` leads to input i's Node, leaf Tensor, or None."""
 
-    __slots__ = ("op", "params", "edges", "shapes", "dtypes", "saved", "retained", "freed", "__weakref__")
+    __slots__ = ("op", "params", "edges", "shapes", "dtypes", "saved", "retained", "__weakref__")
 
     def __init__(self, op, params, edges, shapes, dtypes, saved):
         self.op = op
@@ -26,10 +26,14 @@ class Node:
         self.dtypes = dtypes
         self.saved = saved  # name -> (tensor, version when saved) | tuple of those (variadic)
         self.retained = None  # weakref to a non-leaf output whose .grad the user asked to keep
-        self.freed = False
 
     def __repr__(self) -> str:
         return f"<{self.op.name}Backward>"
+
+    @property
+    def freed(self) -> bool:
+        """True once backward has run through this node without retain_graph."""
+        return self.saved is None
 
     @property
     def name(self) -> str:
@@ -40,7 +44,7 @@ class Node:
 
     def context(self, create_graph: bool) -> Ctx:
         """Unpack saved tensors, checking that none was modified in place since it was saved."""
-        if self.freed:
+        if self.saved is None:
             raise GraphFreedError(
                 f"{self.op.name}: trying to run backward through the graph a second time (or directly "
                 "access saved tensors after they have been freed). Saved intermediate values of the graph "
@@ -72,4 +76,3 @@ class Node:
     def free(self) -> None:
         """Drop saved tensors (their buffers return to the allocator or pool at once)."""
         self.saved = None
-        self.freed = True

@@ -11,9 +11,7 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
     """`x` as a Tensor: tensors pass through; scalars and arrays are converted as ga.tensor does."""
     if isinstance(x, Tensor):
         return x
-    if like is not None:
-        return _scalar_like(x, like)
-    return tensor(x)
+    return tensor(x) if like is None else like._coerce(x)
 
 
 def operands(a, b) -> tuple[Tensor, Tensor]:

@@ -67,9 +67,13 @@ ARGMAX = _argreduce("argmax", "argmax")
 ARGMIN = _argreduce("argmin", "argmin")
 
 
-def _reduce(op, x, axis, keepdims, name):
+def _reduce(op, x, axis, dim, keepdims):
+    """Apply a reduction op; `dim` is torch's name for `axis`. Arg-reductions take one axis or None."""
     x = as_tensor(x)
-    return apply(op, (x,), {"axis": normalize_axis(axis, x.ndim, name), "keepdims": bool(keepdims)})
+    axis = dim if axis is None else axis
+    if op in (ARGMAX, ARGMIN):
+        return apply(op, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+    return apply(op, (x,), {"axis": normalize_axis(axis, x.ndim, op.name), "keepdims": bool(keepdims)})
 
 
 def sum(x, axis=None, keepdims: bool = False, *, dim=None, dtype=None):  # noqa: A001 (NumPy's name)
@@ -77,36 +81,32 @@ def sum(x, axis=None, keepdims: bool = False, *, dim=None, dtype=None):  # noqa:
     x = as_tensor(x)
     if dtype is not None:
         x = x.astype(dtype)
-    return _reduce(SUM, x, dim if axis is None else axis, keepdims, "sum")
+    return _reduce(SUM, x, axis, dim, keepdims)
 
 
 def prod(x, axis=None, keepdims: bool = False, *, dim=None):
     """Product over `axis`; its gradient is exact where elements are zero."""
-    return _reduce(PROD, x, dim if axis is None else axis, keepdims, "prod")
+    return _reduce(PROD, x, axis, dim, keepdims)
 
 
 def max(x, axis=None, keepdims: bool = False, *, dim=None):  # noqa: A001
     """Maximum over `axis`; tied maxima share the gradient equally."""
-    return _reduce(MAX, x, dim if axis is None else axis, keepdims, "max")
+    return _reduce(MAX, x, axis, dim, keepdims)
 
 
 def min(x, axis=None, keepdims: bool = False, *, dim=None):  # noqa: A001
     """Minimum over `axis`; tied minima share the gradient equally."""
-    return _reduce(MIN, x, dim if axis is None else axis, keepdims, "min")
+    return _reduce(MIN, x, axis, dim, keepdims)
 
 
 def argmax(x, axis=None, keepdims: bool = False, *, dim=None):
     """Index of the maximum (flattened when axis is None); not differentiable."""
-    x = as_tensor(x)
-    axis = dim if axis is None else axis
-    return apply(ARGMAX, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+    return _reduce(ARGMAX, x, axis, dim, keepdims)
 
 
 def argmin(x, axis=None, keepdims: bool = False, *, dim=None):
     """Index of the minimum (flattened when axis is None); not differentiable."""
-    x = as_tensor(x)
-    axis = dim if axis is None else axis
-    return apply(ARGMIN, (x,), {"axis": axis, "keepdims": bool(keepdims)})
+    return _reduce(ARGMIN, x, axis, dim, keepdims)
 
 
 def _count(x, axis) -> int:
