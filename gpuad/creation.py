@@ -2,14 +2,9 @@
 from __future__ import annotations
 
 from . import dtypes
-from .backends import for_device, registry
+from .backends import registry
+from .ops.common import shape_arg
 from .tensor import Tensor, _backend_of
-
-
-def _shape(shape) -> tuple:
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        return tuple(int(n) for n in shape[0])
-    return tuple(int(n) for n in shape)
 
 
 def _make(fill, dtype, device, requires_grad: bool) -> Tensor:
@@ -21,17 +16,17 @@ def _make(fill, dtype, device, requires_grad: bool) -> Tensor:
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    shape = _shape(shape)
+    shape = shape_arg(shape)
     return _make(lambda b, dt: b.xp.zeros(shape, dt), dtype, device, requires_grad)
 
 
 def ones(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    shape = _shape(shape)
+    shape = shape_arg(shape)
     return _make(lambda b, dt: b.xp.ones(shape, dt), dtype, device, requires_grad)
 
 
 def empty(*shape, dtype=None, device=None) -> Tensor:
-    shape = _shape(shape)
+    shape = shape_arg(shape)
     return _make(lambda b, dt: b.xp.empty(shape, dt), dtype, device, False)
 
 
@@ -88,13 +83,13 @@ def manual_seed(seed: int) -> None:
 
 def randn(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the device's generator (seeded by ga.manual_seed)."""
-    shape = _shape(shape)
+    shape = shape_arg(shape)
     return _make(lambda b, dt: b.randn(shape, dt), dtype, device, requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    shape = _shape(shape)
+    shape = shape_arg(shape)
     return _make(lambda b, dt: b.rand(shape, dt), dtype, device, requires_grad)
 
 
@@ -106,4 +101,4 @@ def randint(low: int, high: int, shape, dtype=None, device=None) -> Tensor:
 
 
 __all__ = ["zeros", "ones", "empty", "full", "zeros_like", "ones_like", "full_like", "arange", "linspace",
-           "eye", "manual_seed", "randn", "rand", "randint", "for_device"]
+           "eye", "manual_seed", "randn", "rand", "randint"]

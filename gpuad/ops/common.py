@@ -33,6 +33,13 @@ def _with_scalar(t: Tensor, scalar) -> Tensor:
     return t
 
 
+def shape_arg(shape: tuple) -> tuple:
+    """A shape given as f(2, 3) or f((2, 3)) (NumPy and PyTorch spellings) as a tuple of ints."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(int(n) for n in shape)
+
+
 def normalize_axis(axis, ndim: int, op: str) -> tuple | None:
     """axis (None, int or tuple, negatives allowed) as a sorted tuple of non-negative ints."""
     if axis is None:

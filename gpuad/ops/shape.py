@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..autograd.function import Op, apply
-from .common import as_tensor, normalize_axis
+from .common import as_tensor, normalize_axis, shape_arg
 
 RESHAPE = Op("reshape", lambda xp, x, shape: xp.reshape(x, shape), view=True,
              vjp=(lambda c, g: g.reshape(c.shapes[0]),), jvp=(lambda c, t: t.reshape(c.shape),))
@@ -67,8 +67,7 @@ def to_device(x, backend):
 
 
 def _resolve_shape(shape, size: int, op: str) -> tuple:
-    shape = tuple(int(n) for n in (shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list))
-                                   else shape))
+    shape = shape_arg(shape)
     if shape.count(-1) > 1:
         raise ValueError(f"{op}: only one dimension can be -1, got {shape}")
     if -1 in shape:
@@ -134,7 +133,7 @@ def matrix_transpose(x):
 def broadcast_to(x, *shape):
     """Broadcast to `shape` as NumPy does (a read-only view)."""
     x = as_tensor(x)
-    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+    shape = shape_arg(shape)
     if shape == x.shape:
         return x
     return apply(BROADCAST_TO, (x,), {"shape": shape})
@@ -143,7 +142,7 @@ def broadcast_to(x, *shape):
 def expand(x, *shape):
     """torch's expand: broadcast_to where -1 keeps a dimension."""
     x = as_tensor(x)
-    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+    shape = shape_arg(shape)
     lead = len(shape) - x.ndim
     return broadcast_to(x, tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(shape)))
 
