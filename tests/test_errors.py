@@ -58,13 +58,17 @@ def test_backward_without_requires_grad():
         ga.ones(3).sum().backward()
 
 
-@pytest.mark.parametrize("inplace", ["+=", "-=", "*=", "/=", "setitem"])
+@pytest.mark.parametrize("inplace", ["+=", "-=", "*=", "/=", "setitem", "zero_", "copy_"])
 def test_inplace_change_of_saved_tensor_raises(inplace):
     x = ga.tensor([1.0, 2.0, 3.0], requires_grad=True)
     h = x * 1.0
     y = (h.exp()).sum() + (h * h).sum()  # mul saves h
     if inplace == "setitem":
         h[0] = 5.0
+    elif inplace == "zero_":
+        h.zero_()
+    elif inplace == "copy_":
+        h.copy_(ga.ones(3))
     else:
         exec(f"h {inplace} 2.0")
     with pytest.raises(ga.InplaceModifiedError, match=r"mul: .*modified by an in-place operation"):

@@ -69,6 +69,9 @@ def test_numpy_arrays_and_scalars_on_either_side():
         assert isinstance(out, ga.Tensor)
         np.testing.assert_allclose(out.numpy(), expected)
     assert (x + 1).dtype == np.float32 and (x * 2.5).dtype == np.float32
+    n = ga.tensor([1, 2])
+    assert (n * 2).dtype == np.int64 and (n * 2.5).dtype == np.float32 and (2.5 * n).dtype == np.float32
+    assert (x + ga.tensor([1.0, 2.0], dtype=ga.float64)).dtype == np.float64
 
 
 def test_comparisons_return_bool_tensors():
