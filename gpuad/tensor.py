@@ -253,9 +253,9 @@ class Tensor:
                 f"{opname}: cannot write a {result.dtype} result into a {self.dtype} tensor in place")
         self._backend.xp.copyto(self._data, result._data, casting="unsafe")
         self._version[0] += 1
-        if result.grad_fn is not None:
+        if state.grad_enabled:  # the tensor now holds `result`: its graph, or none if it is a constant
             self.grad_fn = result.grad_fn
-            self._requires_grad = True
+            self._requires_grad = result._requires_grad
         self._fw = result._fw
         return self
 

@@ -89,6 +89,15 @@ def test_inplace_ops_on_tensors_are_differentiable():
     np.testing.assert_allclose(h.numpy(), [2.5, 0.0, 4.5])
 
 
+@pytest.mark.parametrize("overwrite", [lambda h: h.zero_(), lambda h: h.fill_(2.0), lambda h: h.copy_(ga.ones(2))])
+def test_overwriting_a_nonleaf_with_a_constant_cuts_its_gradient(overwrite):
+    x = ga.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    overwrite(h)
+    (h * 3 + x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, 1.0])  # nothing flows through the old h = 2x
+
+
 def test_inplace_on_leaf_requires_no_grad():
     w = ga.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(ga.GradError, match="leaf tensor that requires grad.*no_grad"):
