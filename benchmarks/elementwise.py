@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import gpuad as ga
-from gpuad.bench.harness import compare, copy_bandwidth, format_table, machine_info
+from gpuad.bench.harness import compare, copy_bandwidth, format_table, machine_info, to_numpy
 
 _C = math.sqrt(2.0 / math.pi)
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> str:
             impls[name] = impl
     reference = numpy_by_hand(x_np.astype(np.float64))
     for name, impl in impls.items():  # every implementation computes the same gradient
-        got = np.asarray(impl() if name not in ("gpuad @elementwise", "gpuad op by op") else impl().numpy())
+        got = to_numpy(impl())
         np.testing.assert_allclose(got, reference, rtol=2e-4, atol=1e-12, err_msg=name)
     bandwidth = copy_bandwidth()
     timings = compare(impls, samples=args.samples)

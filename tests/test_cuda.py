@@ -154,6 +154,13 @@ def test_layer_norm_kernels_match_reference(rng, dtype, affine, rows, cols):
                                    rtol=_tol(dtype) * 10, atol=_tol(dtype) * 10 * np.sqrt(rows))
 
 
+def _assert_lists_close(device: list, host: list, tol: float) -> None:
+    """Every device array of each list equals the host array at the same place."""
+    for got, ref in zip(device, host):
+        for a, r in zip(got, ref):
+            np.testing.assert_allclose(a.get().astype(np.float64), r.astype(np.float64), rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("dtype,state", [("float32", "float32"), ("float64", "float64"), ("float16", "float16"),
                                          ("float16", "float32")])
 @pytest.mark.parametrize("decoupled", [False, True])
@@ -166,10 +173,7 @@ def test_multi_tensor_adam_matches_reference(rng, dtype, state, decoupled):
     hyper = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, step=3, decoupled=decoupled)
     kernels.adam_update(*dev, **hyper)
     cpu_kernels.adam_update(*host, **hyper)
-    for got, ref in zip(dev, host):
-        for a, r in zip(got, ref):
-            np.testing.assert_allclose(a.get().astype(np.float64), r.astype(np.float64), rtol=_tol(dtype),
-                                       atol=_tol(dtype))
+    _assert_lists_close(dev, host, _tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", HALF)
@@ -182,10 +186,7 @@ def test_multi_tensor_sgd_matches_reference(rng, dtype, momentum, nesterov):
     hyper = dict(lr=0.1, momentum=momentum, weight_decay=0.01, nesterov=nesterov)
     kernels.sgd_update(*dev, **hyper)
     cpu_kernels.sgd_update(*host, **hyper)
-    for got, ref in zip(dev, host):
-        for a, r in zip(got, ref):
-            np.testing.assert_allclose(a.get().astype(np.float64), r.astype(np.float64), rtol=_tol(dtype),
-                                       atol=_tol(dtype))
+    _assert_lists_close(dev, host, _tol(dtype))
 
 
 # ---- the fused ops end to end on the GPU ------------------------------------------------------------------

@@ -277,6 +277,13 @@ def test_layer_norm_kernels(kernels, dtype, affine, rows, cols):
                                    atol=TOL[dtype] * 10)
 
 
+def _assert_lists_close(device: list, host: list, tol: float) -> None:
+    """Every device array of each list equals the host array at the same place."""
+    for got, ref in zip(device, host):
+        for a, r in zip(got, ref):
+            np.testing.assert_allclose(a.get().astype(np.float64), r.astype(np.float64), rtol=tol, atol=tol)
+
+
 ADAM_DTYPES = [("float32", "float32"), ("float64", "float64"), ("float16", "float16"), ("float16", "float32")]
 
 
@@ -292,10 +299,7 @@ def test_multi_tensor_adam(kernels, dtype, state, decoupled):
     hyper = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, step=3, decoupled=decoupled)
     kernels.adam_update(*device, **hyper)
     cpu_kernels.adam_update(*host, **hyper)
-    for got, ref in zip(device, host):
-        for a, r in zip(got, ref):
-            np.testing.assert_allclose(a.get().astype(np.float64), r.astype(np.float64), rtol=TOL[dtype],
-                                       atol=TOL[dtype])
+    _assert_lists_close(device, host, TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -308,10 +312,7 @@ def test_multi_tensor_sgd(kernels, dtype, momentum, nesterov):
     hyper = dict(lr=0.1, momentum=momentum, weight_decay=0.01, nesterov=nesterov)
     kernels.sgd_update(*device, **hyper)
     cpu_kernels.sgd_update(*host, **hyper)
-    for got, ref in zip(device, host):
-        for a, r in zip(got, ref):
-            np.testing.assert_allclose(a.get().astype(np.float64), r.astype(np.float64), rtol=TOL[dtype],
-                                       atol=TOL[dtype])
+    _assert_lists_close(device, host, TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -52,10 +52,14 @@ def unpack_dual(out, level: int):
     return primal, tangent
 
 
-def _tree_map(fn, tree):
+def _unpack_tree(tree, level: int) -> tuple:
+    """(primals, tangents): `tree` of outputs unpacked at `level` into two trees of its shape."""
+    from ..ops.common import as_tensor
+
     if isinstance(tree, (tuple, list)):
-        return type(tree)(_tree_map(fn, t) for t in tree)
-    return fn(tree)
+        parts = [_unpack_tree(t, level) for t in tree]
+        return type(tree)(p for p, _ in parts), type(tree)(t for _, t in parts)
+    return unpack_dual(as_tensor(tree), level)
 
 
 def jvp(f, primals, tangents):
@@ -69,6 +73,4 @@ def jvp(f, primals, tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     level = new_level()
     duals = [make_dual(as_tensor(p), t, level) for p, t in zip(primals, tangents)]
-    out = f(*duals)
-    return (_tree_map(lambda o: unpack_dual(as_tensor(o), level)[0], out),
-            _tree_map(lambda o: unpack_dual(as_tensor(o), level)[1], out))
+    return _unpack_tree(f(*duals), level)

@@ -29,12 +29,13 @@ def _load(params, arrays, env: Env) -> None:
             p.data[...] = env.array(a)
 
 
-def _steps(env: Env, build_ga, build_torch, arrays, x_h, labels_h, lr: float):
-    """(gpuad step, torch step or None) for models with the same parameters (torch layouts)."""
+def _nn_case(env: Env, name: str, shape: str, layers, arrays, x_h, labels_h, lr: float = 0.01) -> Case:
+    """A training step of `layers(ga.nn)` with SGD, vs `layers(torch.nn)` with the same parameters
+    (torch layouts) when torch is installed."""
     import gpuad as ga
 
     F = feature("nn.functional")
-    model = build_ga().to(env.device)
+    model = layers(ga.nn).to(env.device)
     _load(list(model.parameters()), arrays, env)
     opt = ga.optim.SGD(model.parameters(), lr=lr)
     x, labels = ga.tensor(env.array(x_h), device=env.device), ga.tensor(env.array(labels_h), device=env.device)
@@ -46,22 +47,24 @@ def _steps(env: Env, build_ga, build_torch, arrays, x_h, labels_h, lr: float):
         opt.step()
         return loss, next(iter(model.parameters()))
 
-    if env.torch is None:
-        return ga_step, None
-    torch = env.torch
-    tmodel = build_torch().to(env.torch_device)
-    _load(list(tmodel.parameters()), arrays, env)
-    topt = torch.optim.SGD(tmodel.parameters(), lr=lr)
-    tx, tl = env.torch_tensor(x_h), torch.tensor(labels_h, device=env.torch_device)
+    impls = {"gpuad nn": ga_step}
+    if env.torch is not None:
+        torch = env.torch
+        tmodel = layers(torch.nn).to(env.torch_device)
+        _load(list(tmodel.parameters()), arrays, env)
+        topt = torch.optim.SGD(tmodel.parameters(), lr=lr)
+        tx, tl = env.torch_tensor(x_h), torch.tensor(labels_h, device=env.torch_device)
 
-    def torch_step():
-        topt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(tmodel(tx), tl)
-        loss.backward()
-        topt.step()
-        return loss, next(iter(tmodel.parameters()))
+        def torch_step():
+            topt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(tmodel(tx), tl)
+            loss.backward()
+            topt.step()
+            return loss, next(iter(tmodel.parameters()))
 
-    return ga_step, torch_step
+        impls["torch"] = torch_step
+    return Case("training", name, impls, "torch" if "torch" in impls else "gpuad nn", shape=shape, rtol=1e-3,
+                atol=1e-5, pause_s=0.15)
 
 
 def nn_mlp_case(env: Env) -> Iterator[Case]:
@@ -69,8 +72,6 @@ def nn_mlp_case(env: Env) -> Iterator[Case]:
     if not _nn_available(env, "nn.Sequential", "nn.Linear", "nn.ReLU", "optim.SGD",
                          "nn.functional.cross_entropy"):
         return
-    import gpuad as ga
-
     params, x_h, labels = mlp_data()
     arrays = [a.T.copy() if a.ndim == 2 else a for a in params]  # (out, in) as torch stores them
 
@@ -78,13 +79,7 @@ def nn_mlp_case(env: Env) -> Iterator[Case]:
         return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
                              nn.Linear(512, 10))
 
-    ga_step, torch_step = _steps(env, lambda: layers(ga.nn), lambda: layers(env.torch.nn), arrays, x_h,
-                                 labels, 0.01)
-    impls = {"gpuad nn": ga_step}
-    if torch_step is not None:
-        impls["torch"] = torch_step
-    yield Case("training", "MLP step (nn + optim)", impls, "torch" if torch_step else "gpuad nn",
-               shape="784-512-512-10, batch 256, SGD", rtol=1e-3, atol=1e-5, pause_s=0.15)
+    yield _nn_case(env, "MLP step (nn + optim)", "784-512-512-10, batch 256, SGD", layers, arrays, x_h, labels)
 
 
 def cnn_case(env: Env) -> Iterator[Case]:
@@ -92,8 +87,6 @@ def cnn_case(env: Env) -> Iterator[Case]:
     if not _nn_available(env, "nn.Sequential", "nn.Conv2d", "nn.MaxPool2d", "nn.Flatten", "nn.Linear",
                          "nn.ReLU", "optim.SGD", "nn.functional.cross_entropy"):
         return
-    import gpuad as ga
-
     rng = np.random.default_rng(1)
     shapes = [(16, 1, 3, 3), (16,), (32, 16, 3, 3), (32,), (10, 32 * 7 * 7), (10,)]
     arrays = [(rng.standard_normal(s) / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 1.0)).astype(np.float32)
@@ -106,14 +99,8 @@ def cnn_case(env: Env) -> Iterator[Case]:
                              nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear(32 * 7 * 7, 10))
 
-    ga_step, torch_step = _steps(env, lambda: layers(ga.nn), lambda: layers(env.torch.nn), arrays, x_h,
-                                 labels, 0.01)
-    impls = {"gpuad nn": ga_step}
-    if torch_step is not None:
-        impls["torch"] = torch_step
-    yield Case("training", "CNN step (nn + optim)", impls, "torch" if torch_step else "gpuad nn",
-               shape=f"1x28x28 batch {CNN_BATCH}: conv16-pool-conv32-pool-linear, SGD", rtol=1e-3,
-               atol=1e-5, pause_s=0.15)
+    yield _nn_case(env, "CNN step (nn + optim)", f"1x28x28 batch {CNN_BATCH}: conv16-pool-conv32-pool-linear, SGD",
+                   layers, arrays, x_h, labels)
 
 
 def cases(env: Env) -> Iterator[Case]:
