@@ -35,6 +35,11 @@ def _literal(value, ctype: str) -> str:
     return f"(({ctype}){value!r})"
 
 
+def _keep_first(a: str, b: str, cmp: str) -> str:
+    """a where `a cmp b` or a is nan, else b: max (>=) and min (<=) that propagate a nan from either side."""
+    return f"((({a} {cmp} {b}) || ({a} != {a})) ? {a} : {b})"
+
+
 def statements(program: Program, ctype: str, loads: list[str], stores: list[str]) -> list[str]:
     """C statements computing every output: `loads[i]` reads input i, `stores[j]` % value writes output j."""
     names: dict[int, str] = {}
@@ -63,15 +68,13 @@ def statements(program: Program, ctype: str, loads: list[str], stores: list[str]
         elif o == "float":
             e = f"({a[0]} ? ({ctype})1 : ({ctype})0)"
         elif o in ("max", "min"):
-            cmp = ">=" if o == "max" else "<="
-            e = f"((({a[0]} {cmp} {a[1]}) || ({a[0]} != {a[0]})) ? {a[0]} : {a[1]})"
+            e = _keep_first(a[0], a[1], ">=" if o == "max" else "<=")
         elif o == "clip":
-            lo = f"((({a[0]} >= {a[1]}) || ({a[0]} != {a[0]})) ? {a[0]} : {a[1]})"
-            e = f"((({lo} <= {a[2]}) || ({lo} != {lo})) ? {lo} : {a[2]})"
+            e = _keep_first(_keep_first(a[0], a[1], ">="), a[2], "<=")
         elif o == "sign":
             e = f"({a[0]} > ({ctype})0 ? ({ctype})1 : ({a[0]} < ({ctype})0 ? ({ctype})-1 : {a[0]}))"
-        elif ctype not in ("float", "double"):
-            e = f"(({a[0]}) < 0 ? -({a[0]}) : ({a[0]}))" if o == "abs" else f"{_FUNCS[o]}({', '.join(a)})"
+        elif o == "abs" and ctype not in ("float", "double"):  # integers: fabs would convert to double
+            e = f"(({a[0]}) < 0 ? -({a[0]}) : ({a[0]}))"
         else:
             e = f"{_FUNCS[o]}{fsuffix}({', '.join(a)})"
         vtype = "bool" if node.kind == "b" else ctype

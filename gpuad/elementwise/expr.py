@@ -77,7 +77,7 @@ def op(name: str, *args: Node) -> Node:
         args = tuple(to_bool(a) for a in args)
     elif name == "where":
         args = (to_bool(args[0]), to_float(args[1]), to_float(args[2]))
-    elif name not in ("float",):
+    elif name != "float":
         args = tuple(to_float(a) for a in args)
     folded = _simplify(name, args)
     if folded is not None:

@@ -1,7 +1,8 @@
 """The CPU fast path: a program becomes one Numba `parallel` loop over the flat elements, every output
 written in the same pass. exp/log/tanh/erf in float32 and exp/tanh in float64 use the vectorizable
 versions in fastmath.py; the other functions call libm. Inputs of the output's shape are read in place (copied
-only when not C-contiguous); inputs with one element are read once; other broadcasts are expanded."""
+only when not C-contiguous or not of the compute dtype); inputs with one element (or one value broadcast,
+every stride 0) are read once; other broadcasts are expanded."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from . import cache, fastmath
@@ -71,15 +73,18 @@ _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "lt": "<"
           "ge": ">=", "eq": "==", "ne": "!=", "and": "&", "or": "|"}
 
 
+def _keep_first(a: str, b: str, cmp: str) -> str:
+    """a where `a cmp b` or a is nan, else b: max (>=) and min (<=) that propagate a nan from either side."""
+    return f"({a} if (({a} {cmp} {b}) | ({a} != {a})) else {b})"
+
+
 def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -> str:
     """Python source of the Numba kernel for compute `dtype`; `scalar[i]`: input i has one element."""
     fname = dtype.name
     consts: dict[str, str] = {}
 
     def constant(value) -> str:
-        name = f"C{len(consts)}"
-        consts.setdefault(repr(float(value)), name)
-        return consts[repr(float(value))]
+        return consts.setdefault(repr(float(value)), f"C{len(consts)}")
 
     names: dict[int, str] = {}
     loads, body = [], []
@@ -104,13 +109,10 @@ def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -
             e = f"({a[1]} if {a[0]} else {a[2]})"
         elif o == "float":
             e = f"({constant(1.0)} if {a[0]} else {constant(0.0)})"
-        elif o == "max":
-            e = f"({a[0]} if (({a[0]} >= {a[1]}) | ({a[0]} != {a[0]})) else {a[1]})"
-        elif o == "min":
-            e = f"({a[0]} if (({a[0]} <= {a[1]}) | ({a[0]} != {a[0]})) else {a[1]})"
+        elif o in ("max", "min"):
+            e = _keep_first(a[0], a[1], ">=" if o == "max" else "<=")
         elif o == "clip":
-            lo = f"({a[0]} if (({a[0]} >= {a[1]}) | ({a[0]} != {a[0]})) else {a[1]})"
-            e = f"({lo} if (({lo} <= {a[2]}) | ({lo} != {lo})) else {a[2]})"
+            e = _keep_first(_keep_first(a[0], a[1], ">="), a[2], "<=")
         elif o == "sign":
             one, zero = constant(1.0), constant(0.0)
             e = f"({one} if {a[0]} > {zero} else (-{one} if {a[0]} < {zero} else {a[0]}))"
@@ -141,8 +143,6 @@ def kernel(program: Program, dtype: np.dtype, scalar: tuple[bool, ...], in_dtype
     if fn is not None:
         cache.stats["memory_hits"] += 1
         return fn
-    import numba
-
     out_types = [numba.types.boolean if o.kind == "b" else numba.from_dtype(dtype) for o in program.outputs]
     arg_types = [numba.types.Array(numba.from_dtype(d), 1, "C") for d in in_dtypes]
     arg_types += [numba.types.Array(t, 1, "C") for t in out_types]
@@ -167,9 +167,7 @@ def run(program: Program, arrays: tuple):
     if compute.kind != "f":
         return None
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     flat, scalar = [], []
     for a in arrays:
         want = compute if a.dtype.kind == "f" else a.dtype
@@ -184,8 +182,6 @@ def run(program: Program, arrays: tuple):
     fn = kernel(program, compute, tuple(scalar), tuple(f.dtype for f in flat))
     if fn is False:
         return None
-    import numba
-
     outs = [pool.empty(shape, np.dtype(np.bool_) if o.kind == "b" else compute) for o in program.outputs]
     numba.set_parallel_chunksize(CHUNK)
     numba.set_num_threads(1 if n < PARALLEL_MIN_SIZE else numba.config.NUMBA_NUM_THREADS)

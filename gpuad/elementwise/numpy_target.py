@@ -78,7 +78,7 @@ def evaluate(program: Program, xp, arrays: tuple):
     if compute != out_dtype:
         arrays = tuple(a.astype(compute) if a.dtype == out_dtype else a for a in arrays)
     results = fn(xp, compute, *arrays)
-    results = (results,) if program.n_outputs == 1 else results
+    results = (results,) if single else results
     shape = None
     fixed = []
     for node, r in zip(program.outputs, results):

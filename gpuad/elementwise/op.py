@@ -71,8 +71,6 @@ def call(program: Program, tensors, linearize: bool = False) -> Tensor:
     return apply(program.compiled.get("op") or program_op(program), tensors, params)
 
 
-
-
 def _vjp_rule(program: Program, i: int, args: tuple[str, ...]):
     def rule(ctx, g):
         grads = ctx.__dict__.get("_pointwise_grads")

@@ -98,40 +98,27 @@ def _binary(name: str, reflected: bool = False):
 
 
 # ---- non-differentiable: comparisons and logic return bool tensors --------------------------------
-def _nondiff(name, forward, nargs=2):
-    return Op(name, forward, args=("a", "b")[:nargs])
+def _nondiff_unary(name: str, forward):
+    op_ = Op(name, forward, args=("a",))
 
-
-def _nondiff_unary(op_: Op):
     def fn(x):
         return apply(op_, (x if isinstance(x, Tensor) else as_tensor(x),), NO_PARAMS)
 
-    fn.__name__ = fn.__qualname__ = op_.name
-    fn.__doc__ = f"Elementwise {op_.name} (a bool tensor; not differentiable)."
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise {name} (a bool tensor; not differentiable)."
     return fn
 
 
-def _nondiff_binary(op_: Op):
+def _nondiff_binary(name: str, forward):
+    op_ = Op(name, forward, args=("a", "b"))
+
     def fn(a, b):
         return apply(op_, operands(a, b), NO_PARAMS)
 
-    fn.__name__ = fn.__qualname__ = op_.name
-    fn.__doc__ = f"Elementwise {op_.name} with NumPy broadcasting (a bool tensor; not differentiable)."
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Elementwise {name} with NumPy broadcasting (a bool tensor; not differentiable)."
     return fn
 
-
-LT = _nondiff("less", lambda xp, a, b: xp.less(a, b))
-LE = _nondiff("less_equal", lambda xp, a, b: xp.less_equal(a, b))
-GT = _nondiff("greater", lambda xp, a, b: xp.greater(a, b))
-GE = _nondiff("greater_equal", lambda xp, a, b: xp.greater_equal(a, b))
-EQ = _nondiff("equal", lambda xp, a, b: xp.equal(a, b))
-NE = _nondiff("not_equal", lambda xp, a, b: xp.not_equal(a, b))
-AND = _nondiff("logical_and", lambda xp, a, b: xp.logical_and(a, b))
-OR = _nondiff("logical_or", lambda xp, a, b: xp.logical_or(a, b))
-XOR = _nondiff("logical_xor", lambda xp, a, b: xp.logical_xor(a, b))
-NOT = _nondiff("logical_not", lambda xp, a: xp.logical_not(a), nargs=1)
-ISNAN = _nondiff("isnan", lambda xp, a: xp.isnan(a), nargs=1)
-ISFINITE = _nondiff("isfinite", lambda xp, a: xp.isfinite(a), nargs=1)
 
 neg = _unary("neg")
 exp = _unary("exp")
@@ -157,18 +144,18 @@ mul = _binary("mul")
 div = _binary("div")
 maximum = _binary("maximum")
 minimum = _binary("minimum")
-less = _nondiff_binary(LT)
-less_equal = _nondiff_binary(LE)
-greater = _nondiff_binary(GT)
-greater_equal = _nondiff_binary(GE)
-equal = _nondiff_binary(EQ)
-not_equal = _nondiff_binary(NE)
-logical_and = _nondiff_binary(AND)
-logical_or = _nondiff_binary(OR)
-logical_xor = _nondiff_binary(XOR)
-logical_not = _nondiff_unary(NOT)
-isnan = _nondiff_unary(ISNAN)
-isfinite = _nondiff_unary(ISFINITE)
+less = _nondiff_binary("less", lambda xp, a, b: xp.less(a, b))
+less_equal = _nondiff_binary("less_equal", lambda xp, a, b: xp.less_equal(a, b))
+greater = _nondiff_binary("greater", lambda xp, a, b: xp.greater(a, b))
+greater_equal = _nondiff_binary("greater_equal", lambda xp, a, b: xp.greater_equal(a, b))
+equal = _nondiff_binary("equal", lambda xp, a, b: xp.equal(a, b))
+not_equal = _nondiff_binary("not_equal", lambda xp, a, b: xp.not_equal(a, b))
+logical_and = _nondiff_binary("logical_and", lambda xp, a, b: xp.logical_and(a, b))
+logical_or = _nondiff_binary("logical_or", lambda xp, a, b: xp.logical_or(a, b))
+logical_xor = _nondiff_binary("logical_xor", lambda xp, a, b: xp.logical_xor(a, b))
+logical_not = _nondiff_unary("logical_not", lambda xp, a: xp.logical_not(a))
+isnan = _nondiff_unary("isnan", lambda xp, a: xp.isnan(a))
+isfinite = _nondiff_unary("isfinite", lambda xp, a: xp.isfinite(a))
 radd = _binary("add", reflected=True)
 rsub = _binary("sub", reflected=True)
 rmul = _binary("mul", reflected=True)
