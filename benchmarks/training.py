@@ -28,9 +28,8 @@ from gpuad.bench.harness import compare, format_table, machine_info
 BATCH = 64
 
 
-def gpuad_models():
-    """The benchmark MLP and CNN in gpuad (seeded)."""
-    ga.manual_seed(0)
+def models(nn):
+    """The benchmark MLP and CNN from `nn` (gpuad's or torch's: the constructors share signatures)."""
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                         nn.Linear(256, 10))
     cnn = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -39,16 +38,16 @@ def gpuad_models():
     return {"mlp": mlp, "cnn": cnn}
 
 
+def gpuad_models():
+    """The benchmark MLP and CNN in gpuad (seeded)."""
+    ga.manual_seed(0)
+    return models(nn)
+
+
 def torch_models(torch):
-    """The same two models in PyTorch."""
-    tnn = torch.nn
+    """The same two models in PyTorch (seeded)."""
     torch.manual_seed(0)
-    mlp = tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 256), tnn.ReLU(),
-                         tnn.Linear(256, 10))
-    cnn = tnn.Sequential(tnn.Conv2d(1, 16, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                         tnn.Conv2d(16, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-                         tnn.Linear(32 * 7 * 7, 10))
-    return {"mlp": mlp, "cnn": cnn}
+    return models(torch.nn)
 
 
 def gpuad_step(model, x, y):

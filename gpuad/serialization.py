@@ -27,7 +27,7 @@ class CheckpointError(GpuadError, ValueError):
 
 def _encode(obj, arrays: list, where: str):
     """The JSON form of `obj`; arrays are appended to `arrays` and referenced by index."""
-    if isinstance(obj, Tensor) or isinstance(obj, np.ndarray):
+    if isinstance(obj, (Tensor, np.ndarray)):
         arr = obj.numpy() if isinstance(obj, Tensor) else obj
         node = {"kind": "tensor" if isinstance(obj, Tensor) else "ndarray", "index": len(arrays),
                 "dtype": str(arr.dtype)}

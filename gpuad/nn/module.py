@@ -230,14 +230,13 @@ class Module:
 
         Shapes must match exactly; values are cast to each parameter's dtype and device. Returns
         (missing_keys, unexpected_keys) as torch does."""
-        own = self.state_dict()
         targets = {}
         for mod_name, m in self.named_modules():
             pre = f"{mod_name}." if mod_name else ""
             targets.update({pre + n: p for n, p in m._parameters.items() if p is not None})
             targets.update({pre + n: b for n, b in m._buffers.items() if b is not None})
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
         problems = []
         if strict and missing:
             problems.append(f"missing keys: {', '.join(missing)}")

@@ -231,12 +231,12 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5, normalized_shape=No
     `normalized_shape` axes), forward and backward each one fused kernel; weight/bias optional."""
     x = as_tensor(x)
     k = 1 if normalized_shape is None else len(tuple(normalized_shape))
-    if x.ndim < k or math.prod(x.shape[x.ndim - k:]) == 0:
+    feature = x.shape[x.ndim - k:]
+    if x.ndim < k or math.prod(feature) == 0:
         raise ShapeError(f"layer_norm: cannot normalize the last {k} axes of {x.shape} {x.dtype} on {x.device}")
-    if normalized_shape is not None and tuple(normalized_shape) != x.shape[x.ndim - k:]:
+    if normalized_shape is not None and tuple(normalized_shape) != feature:
         raise ShapeError(f"layer_norm: normalized_shape {tuple(normalized_shape)} does not match the "
                          f"trailing axes of {x.shape}")
-    feature = x.shape[x.ndim - k:]
     if weight is None and bias is not None:
         from ..creation import ones
 

@@ -129,7 +129,7 @@ def linear(x, w, b=None):
 
 # ---- max pooling: argmax (not differentiable), then a gather by index whose transpose is a scatter --
 def _pool_argmax(xp, x, kernel, stride, padding, dilation):
-    """Flat index into x's (C, N, H, W) layout of each window's first maximum, shape (C, N, Ho, Wo).
+    """Flat index into x's (N, C, H, W) layout of each window's first maximum, shape (N, C, Ho, Wo).
 
     One strided view per kernel offset against a running maximum, with the winning offset number kept
     in a small-integer array by arithmetic (masked writes are several times slower): no window copy."""

@@ -23,6 +23,9 @@ class LRScheduler:
     def step(self) -> None:
         """Advance one epoch (or step) and set each group's lr."""
         self.last_epoch += 1
+        self._set_lrs()
+
+    def _set_lrs(self) -> None:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.lr_at(base, self.last_epoch)
 
@@ -38,8 +41,7 @@ class LRScheduler:
         """Resume a schedule saved by state_dict() (also sets the groups' lr)."""
         self.last_epoch = int(state["last_epoch"])
         self.base_lrs = [float(v) for v in state["base_lrs"]]
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.lr_at(base, self.last_epoch)
+        self._set_lrs()
 
 
 class StepLR(LRScheduler):

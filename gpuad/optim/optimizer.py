@@ -91,20 +91,16 @@ class Optimizer:
     # ---- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """{"state": {index: {name: tensor or number}}, "param_groups": [{hyperparameters, "params": [index]}]}."""
-        index = {}
-        groups = []
+        index, groups, state = {}, [], {}
         for group in self.param_groups:
             ids = []
             for p in group["params"]:
-                index.setdefault(id(p), len(index))
-                ids.append(index[id(p)])
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
-        state = {}
-        for group in self.param_groups:
-            for p in group["params"]:
+                i = index.setdefault(id(p), len(index))
+                ids.append(i)
                 if p in self.state:
-                    state[index[id(p)]] = {k: (Tensor._wrap(v, p._backend) if hasattr(v, "shape") else v)
-                                           for k, v in self.state[p].items()}
+                    state[i] = {k: (Tensor._wrap(v, p._backend) if hasattr(v, "shape") else v)
+                                for k, v in self.state[p].items()}
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
