@@ -47,6 +47,9 @@ class Op:
         return f"<gpuad op {self.name}>"
 
 
+NO_PARAMS: dict = {}  # the params of ops that take none (shared, never mutated)
+
+
 def _describe(inputs) -> str:
     return ", ".join(f"{tuple(t.shape)} {t.dtype} on {t.device}" for t in inputs)
 

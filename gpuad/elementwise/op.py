@@ -9,12 +9,10 @@ a first-order backward multiplies them by g in place. They are dropped after use
 a retained graph, create_graph and forward-over-reverse use the derived VJP program instead."""
 from __future__ import annotations
 
-from ..autograd.function import Op, apply
+from ..autograd.function import NO_PARAMS, Op, apply
 from ..autograd.mode import state
 from ..tensor import Tensor
 from .program import Program
-
-NO_PARAMS: dict = {}
 
 
 def needs_params(tensors) -> dict:
