@@ -1,7 +1,6 @@
 """Helpers shared by the op modules: turning operands into tensors, and axis normalization."""
 from __future__ import annotations
 
-from ..autograd.function import NO_PARAMS  # noqa: F401 (re-exported for the op modules)
 from ..dtypes import default_float
 from ..tensor import Tensor, _scalar_like, tensor
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import math
 
-from ..autograd.function import Op, apply
+from ..autograd.function import NO_PARAMS, Op, apply
 from ..elementwise.expr import op
 from ..elementwise.op import needs_params, program_op
 from ..elementwise.program import Program
 from ..elementwise.trace import Value, lift, trace
 from ..elementwise.trace import traced_math as m
 from ..tensor import Tensor
-from .common import NO_PARAMS, as_tensor, operands
+from .common import as_tensor, operands
 
 _SQRT_HALF = math.sqrt(0.5)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
