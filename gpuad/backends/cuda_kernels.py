@@ -16,7 +16,7 @@ from .cpu_kernels import acc_dtype
 
 KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"  # gpuad/kernels -> ../kernels in the repo
 CHUNK = 4096  # elements per block of the multi-tensor updates (CHUNK in kernels/optim.cu)
-_SUFFIX = {"float32": "float32", "float64": "float64", "float16": "float16", "bfloat16": "bfloat16"}
+_FLOATS = ("float32", "float64", "float16", "bfloat16")  # the dtypes the kernels are instantiated for
 
 
 def kernel_source(name: str) -> str:
@@ -26,10 +26,10 @@ def kernel_source(name: str) -> str:
 
 
 def _suffix(op: str, dtype) -> str:
-    suffix = _SUFFIX.get(np.dtype(dtype).name)
-    if suffix is None:
+    name = np.dtype(dtype).name
+    if name not in _FLOATS:
         raise DtypeError(f"{op}: the CUDA kernel takes float16, bfloat16, float32 or float64, got {dtype}")
-    return suffix
+    return name
 
 
 def _rows_launch(rows: int, cols: int) -> tuple[tuple, tuple]:
