@@ -28,12 +28,10 @@ def _set_rng_states(states: list) -> None:
         backend.set_rng_state(rng)
 
 
-def _replay_vjp(ctx, g, i):
-    """Gradient for input i; the first call replays the segment and computes all inputs' gradients."""
-    grads = ctx.__dict__.get("grads")
-    if grads is None:
-        grads = ctx.grads = _replay(ctx, g)
-    return grads[i]
+def _replay_vjp(ctx, g, wrt):
+    """Gradients for the inputs in `wrt`: one replay of the segment computes them all."""
+    grads = _replay(ctx, g)
+    return [grads[i] for i in wrt]
 
 
 def _replay(ctx, g) -> list:

@@ -107,10 +107,12 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                     kept.grad = g.detach() if kept.grad is None else (kept.grad + g).detach()
             edges = node.edges
             if g is not None:
-                todo = [i for i, e in enumerate(edges) if e is not None and (
-                    needed[e] if type(e) is Node else targets is None or id(e) in targets)]
-                if todo:
-                    for i, gi in _vjps(node, g, create_graph, todo):
+                wrt = node.wrt  # backward(): every edge is needed (see _plan)
+                if targets is not None:
+                    wrt = tuple([i for i in wrt if (needed[edges[i]] if type(edges[i]) is Node
+                                                     else id(edges[i]) in targets)])
+                if wrt:
+                    for i, gi in _vjps(node, g, create_graph, wrt):
                         edge = edges[i]
                         if type(edge) is Node:
                             prev = pending.get(edge)
@@ -127,16 +129,20 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
     return results if inputs is not None else None
 
 
-def _vjps(node, g, create_graph, todo, retry: bool = True) -> list:
-    """(input index, gradient reduced to that input's shape) for the inputs in `todo`. On out of memory
+def _vjps(node, g, create_graph, wrt, retry: bool = True) -> list:
+    """(input index, gradient reduced to that input's shape) for the inputs in `wrt`. On out of memory
     (CuPy's OutOfMemoryError is a MemoryError) return the device pool's cached blocks to the driver and
     retry once, then raise with the device's memory statistics."""
     op = node.op
     try:
         ctx = node.context(create_graph)
+        if op.joint_vjp:
+            grads = op.vjp(ctx, g, wrt)
+        else:
+            rules = op.vjp
+            grads = [rules[i](ctx, g) for i in wrt]
         out = []
-        for i in todo:
-            gi = op.vjp(ctx, g, i) if op.variadic else op.vjp[i](ctx, g)
+        for i, gi in zip(wrt, grads):
             if gi is not None:
                 data, shape, dtype = gi._data, node.shapes[i], node.dtypes[i]
                 if data.shape != shape or data.dtype is not dtype:
@@ -149,7 +155,7 @@ def _vjps(node, g, create_graph, todo, retry: bool = True) -> list:
         backend = g._backend
         backend.empty_cache()
         try:
-            return _vjps(node, g, create_graph, todo, retry=False)
+            return _vjps(node, g, create_graph, wrt, retry=False)
         except MemoryError as again:
             raise MemoryError(
                 f"backward: out of memory in {node.name} on {backend.device} (gradient {g.shape} {g.dtype}) "

@@ -2,7 +2,8 @@
 
 An op is defined once: `forward(xp, *arrays, **params)` on the backend's array namespace, and per
 input a VJP rule `(ctx, g) -> gradient` and a JVP rule `(ctx, t) -> output tangent contribution`,
-both written with gpuad ops so that backward passes are themselves differentiable. Rules may return
+both written with gpuad ops so that backward passes are themselves differentiable. Ops whose input
+gradients share work (a fused pointwise backward, a replayed checkpoint) give one joint VJP instead. Rules may return
 a gradient of any shape that broadcasts to the input: apply()'s engine sums it back in one place.
 """
 from __future__ import annotations
@@ -15,13 +16,15 @@ from .node import Ctx, Node
 class Op:
     """A primitive: forward on arrays; one VJP and one JVP rule per input (None: not differentiable).
 
-    `args` names the inputs ("*xs" for a variadic op, whose rules then take the input index too).
+    `args` names the inputs ("*xs" for a variadic op, whose VJP is then joint).
+    A `vjp` given as one callable `(ctx, g, wrt) -> gradients` computes the inputs in `wrt` (a tuple
+    of indices) in one call, a gradient or None for each.
     `save[i]` lists (space-separated) the names the VJP rule of input i reads: input names or "y".
     `view` marks ops whose output shares its first input's memory (and so its version counter).
     A `jvp` given as one callable `(ctx, tangents)` sees all tangents at once (None for zero)."""
 
     __slots__ = ("name", "forward", "vjp", "jvp", "args", "save", "view", "differentiable", "variadic",
-                 "moves_device", "save_plan")
+                 "joint_vjp", "moves_device", "save_plan")
 
     def __init__(self, name, forward, vjp=None, jvp=None, args=("x",), save=None, view=False,
                  moves_device=False):
@@ -32,6 +35,7 @@ class Op:
         self.vjp = vjp
         self.jvp = jvp
         self.differentiable = vjp is not None
+        self.joint_vjp = callable(vjp)
         n = 1 if self.variadic else len(self.args)
         save = save if save is not None else ("",) * n
         if isinstance(save, str):
@@ -57,7 +61,8 @@ def _describe(inputs) -> str:
 def apply(op: Op, inputs: tuple, params: dict):
     """Run `op` on tensors `inputs` with static `params`; the single path every op takes."""
     backend = inputs[0]._backend
-    dual = needs_grad = False  # one pass over the inputs: devices, tangents, grad
+    dual = needs_grad = False  # one pass over the inputs: devices, tangents, grad, arrays
+    arrays = []
     for t in inputs:
         if t._backend is not backend:
             raise DeviceError(
@@ -67,7 +72,7 @@ def apply(op: Op, inputs: tuple, params: dict):
             dual = True
         if t._requires_grad:
             needs_grad = True
-    arrays = [t._data for t in inputs]
+        arrays.append(t._data)
     try:
         data = op.forward(backend.xp, *arrays, **params)
     except GpuadError:
@@ -96,12 +101,19 @@ def _record(op, inputs, params, out, arrays=None) -> None:
         arrays = [t._data for t in inputs]
     saved = {}
     edges = []
+    wrt = []
+    shapes = []
+    dtypes = []
     plans = op.save_plan
     for i, t in enumerate(inputs):
+        a = arrays[i]
+        shapes.append(a.shape)
+        dtypes.append(a.dtype)
         if not t._requires_grad:
             edges.append(None)
             continue
         edges.append(t.grad_fn or t)
+        wrt.append(i)
         for name, j in plans[0 if op.variadic else i]:
             if name in saved:
                 continue
@@ -112,8 +124,7 @@ def _record(op, inputs, params, out, arrays=None) -> None:
             else:
                 u = inputs[j]
                 saved[name] = (u, u._version[0])
-    out.grad_fn = Node(op, params, tuple(edges), tuple([a.shape for a in arrays]),
-                       tuple([a.dtype for a in arrays]), saved)
+    out.grad_fn = Node(op, params, tuple(edges), tuple(wrt), tuple(shapes), tuple(dtypes), saved)
     out._requires_grad = True
 
 

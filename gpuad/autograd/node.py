@@ -14,14 +14,16 @@ class Ctx:
 
 
 class Node:
-    """A recorded application of `op`; `edges[i]` leads to input i's Node, leaf Tensor, or None."""
+    """A recorded application of `op`; `edges[i]` leads to input i's Node, leaf Tensor, or None;
+    `wrt` lists the inputs with an edge (those that need a gradient)."""
 
-    __slots__ = ("op", "params", "edges", "shapes", "dtypes", "saved", "retained", "__weakref__")
+    __slots__ = ("op", "params", "edges", "wrt", "shapes", "dtypes", "saved", "retained", "__weakref__")
 
-    def __init__(self, op, params, edges, shapes, dtypes, saved):
+    def __init__(self, op, params, edges, wrt, shapes, dtypes, saved):
         self.op = op
         self.params = params
         self.edges = edges
+        self.wrt = wrt
         self.shapes = shapes
         self.dtypes = dtypes
         self.saved = saved  # name -> (tensor, version when saved) | tuple of those (variadic)

@@ -15,13 +15,14 @@ from ..tensor import Tensor
 from .program import Program
 
 
-def needs_params(tensors) -> dict:
-    """Params recording which inputs need a gradient (the VJP computes exactly those, in one pass)."""
+def _linearize_params(tensors) -> dict | None:
+    """Params for a linearized forward: which inputs need a gradient (the partials written are theirs);
+    None when none does (or grad mode is off), so there is nothing to linearize."""
     if state.grad_enabled:
         for t in tensors:
             if t._requires_grad:
-                return {"needs": tuple([u._requires_grad for u in tensors])}
-    return NO_PARAMS
+                return {"needs": tuple([u._requires_grad for u in tensors]), "partials": {}}
+    return None
 
 
 def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
@@ -45,7 +46,7 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
         partials["arrays"] = outs[1:]
         return outs[0]
 
-    vjp = tuple(_vjp_rule(program, i, args) if f else None for i, f in enumerate(floats)) if differentiable else None
+    vjp = (lambda ctx, g, wrt: _gradients(program, args, ctx, g, wrt)) if differentiable else None
     jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
     found = program.compiled["op"] = Op(program.name, forward, vjp=vjp, jvp=jvp, args=args, save=save)
     return found
@@ -59,49 +60,38 @@ def _name(role: str, args: tuple[str, ...]) -> str:
 def call(program: Program, tensors, linearize: bool = False) -> Tensor:
     """Apply `program` to tensors: the one path user functions and built-in ops take. `linearize`:
     write the partial derivatives in the forward pass when that saves recomputation (see above)."""
-    params = needs_params(tensors)
-    if linearize and params is not NO_PARAMS and program.recomputes_transcendentals:
-        params["partials"] = {}
-        out = apply(program.compiled.get("op") or program_op(program), tensors, params)
-        partials = params["partials"]
-        partials["tensors"] = [Tensor._wrap(a, out._backend) for a in partials.pop("arrays")]
-        return out
-    return apply(program.compiled.get("op") or program_op(program), tensors, params)
+    op_ = program.compiled.get("op") or program_op(program)
+    params = _linearize_params(tensors) if linearize and program.recomputes_transcendentals else None
+    if params is None:
+        return apply(op_, tensors, NO_PARAMS)
+    out = apply(op_, tensors, params)
+    partials = params["partials"]
+    partials["tensors"] = [Tensor._wrap(a, out._backend) for a in partials.pop("arrays")]
+    return out
 
 
-def _vjp_rule(program: Program, i: int, args: tuple[str, ...]):
-    def rule(ctx, g):
-        grads = ctx.__dict__.get("_pointwise_grads")
-        if grads is None:
-            grads = ctx._pointwise_grads = _gradients(program, args, ctx, g)
-        return grads[i]
-
-    return rule
-
-
-def _vjp_plan(program: Program, args: tuple[str, ...], needs: tuple) -> tuple:
-    """(wrt, derived VJP program, ctx name of each of its inputs (None for g), and when every output is
-    an input or a zero constant, which input each is (-1: zero)): worked out once per (program, needs)."""
-    plan = program.compiled.get(("vjp_plan", needs))
+def _vjp_plan(program: Program, args: tuple[str, ...], wrt: tuple) -> tuple:
+    """(derived VJP program, ctx name of each of its inputs (None for g), and when every output is an
+    input or a zero constant, which input each is (-1: zero)): worked out once per (program, wrt)."""
+    plan = program.compiled.get(("vjp_plan", wrt))
     if plan is None:
-        wrt = tuple(j for j, need in enumerate(needs) if need)
         vp = program.vjp(wrt)
         names = tuple(None if role == "g" else _name(role, args) for role in vp.roles)
         passthrough = None
         if all(o.op in ("var", "const") for o in vp.outputs):  # linear ops: g itself, -g is not here
             passthrough = tuple(vp.inputs.index(o) if o.op == "var" else -1 for o in vp.outputs)
-        plan = program.compiled[("vjp_plan", needs)] = (wrt, vp, names, passthrough)
+        plan = program.compiled[("vjp_plan", wrt)] = (vp, names, passthrough)
     return plan
 
 
-def _gradients(program: Program, args: tuple[str, ...], ctx, g) -> dict:
-    """Input gradients for the inputs that need one: one fused pass, or one differentiable Op per
-    gradient when the backward itself is being recorded (create_graph) or carries tangents."""
+def _gradients(program: Program, args: tuple[str, ...], ctx, g, wrt: tuple) -> list:
+    """The gradients of the inputs in `wrt`: one fused pass, or one differentiable Op per gradient
+    when the backward itself is being recorded (create_graph) or carries tangents."""
     values = ctx.__dict__
-    wrt, vp, names, passthrough = _vjp_plan(program, args, values["needs"])
+    vp, names, passthrough = _vjp_plan(program, args, wrt)
     tensors = [g if name is None else values[name] for name in names]
     if passthrough is not None:
-        return {j: (tensors[k] if k >= 0 else None) for j, k in zip(wrt, passthrough)}
+        return [tensors[k] if k >= 0 else None for k in passthrough]
     recorded = False
     for t in tensors:
         if t._fw is not None or (t._requires_grad and state.grad_enabled):
@@ -109,12 +99,12 @@ def _gradients(program: Program, args: tuple[str, ...], ctx, g) -> dict:
             break
     partials = values.get("partials")
     if partials:
-        saved = partials.pop("tensors")
+        saved = dict(zip(partials.pop("wrt"), partials.pop("tensors")))
         partials.clear()  # used once: their memory goes back now, as a node's saved tensors do
         if not recorded:  # g * partial, written over the partial (nobody else holds it)
             multiply, shape = g._backend.xp.multiply, g._data.shape
-            return {j: Tensor._wrap(multiply(d._data, g._data, out=d._data if d._data.shape == shape else None),
-                                    g._backend) for j, d in zip(wrt, saved)}
+            return [Tensor._wrap(multiply(d, g._data, out=d if d.shape == shape else None), g._backend)
+                    for d in (saved[j]._data for j in wrt)]
     if recorded:
         by_role = dict(zip(vp.roles, tensors))
         outs = []
@@ -124,12 +114,12 @@ def _gradients(program: Program, args: tuple[str, ...], ctx, g) -> dict:
             else:
                 sub = vp.select(k)
                 outs.append(call(sub, [by_role[r] for r in sub.roles]) if sub.n_inputs else None)
-        return dict(zip(wrt, outs))
+        return outs
     backend = g._backend
     arrays = backend.xp.pointwise(vp, *[t._data for t in tensors])
     if len(wrt) == 1:
-        return {wrt[0]: Tensor._wrap(arrays, backend)}
-    return {j: Tensor._wrap(a, backend) for j, a in zip(wrt, arrays)}
+        return [Tensor._wrap(arrays, backend)]
+    return [Tensor._wrap(a, backend) for a in arrays]
 
 
 def _jvp(program: Program, args: tuple[str, ...], ctx, tangents):

@@ -8,7 +8,7 @@ import math
 
 from ..autograd.function import NO_PARAMS, Op, apply
 from ..elementwise.expr import op
-from ..elementwise.op import needs_params, program_op
+from ..elementwise.op import program_op
 from ..elementwise.program import Program
 from ..elementwise.trace import Value, lift, trace
 from ..elementwise.trace import traced_math as m
@@ -74,7 +74,7 @@ def _unary(name: str):
             if isinstance(x, Value):
                 return scalar(x)
             x = as_tensor(x)
-        return apply(op_, (x,), needs_params((x,)))
+        return apply(op_, (x,), NO_PARAMS)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Elementwise {name}; differentiable in both modes (also usable inside @ga.elementwise)."
@@ -90,7 +90,7 @@ def _binary(name: str, reflected: bool = False):
         if isinstance(a, Value) or isinstance(b, Value):
             return scalar(Value(lift(a)), Value(lift(b)))
         a, b = operands(a, b)
-        return apply(op_, (a, b), needs_params((a, b)))
+        return apply(op_, (a, b), NO_PARAMS)
 
     fn.__name__ = fn.__qualname__ = f"r{name}" if reflected else name
     fn.__doc__ = f"Elementwise {name} with NumPy broadcasting; differentiable in both modes."
@@ -177,7 +177,7 @@ def pow(a, b):  # noqa: A001 (NumPy's name)
         if op_ is None:
             inputs, out = trace(lambda x: x ** b, ("f",))
             op_ = _POW_CONST[key] = program_op(Program(inputs, (out,), "pow"), ("a",))
-        return apply(op_, (a,), needs_params((a,)))
+        return apply(op_, (a,), NO_PARAMS)
     return _pow_tensor(a, b)
 
 
@@ -208,7 +208,7 @@ def clip(x, lo=None, hi=None, *, min=None, max=None):  # noqa: A002 (torch's cla
         out = x if lo is None else maximum(x, lo)
         return out if hi is None else minimum(out, hi)
     inputs = (x, as_tensor(-math.inf if lo is None else lo, x), as_tensor(math.inf if hi is None else hi, x))
-    return apply(OPS["clip"], inputs, needs_params(inputs))
+    return apply(OPS["clip"], inputs, NO_PARAMS)
 
 
 clamp = clip
@@ -224,7 +224,7 @@ def where(cond, a, b):
     if cond.dtype.kind != "b":
         cond = cond != 0
     inputs = (cond, a, b)
-    return apply(OPS["where"], inputs, needs_params(inputs))
+    return apply(OPS["where"], inputs, NO_PARAMS)
 
 
 def astype(x, dtype):

@@ -54,7 +54,12 @@ def rmatmul(b, a):
 
 
 # ---- einsum ---------------------------------------------------------------------------------------
-def _einsum_vjp(c, g, i):
+def _einsum_vjp(c, g, wrt):
+    return [_einsum_grad(c, g, i) for i in wrt]
+
+
+def _einsum_grad(c, g, i):
+    """Operand i's gradient: an einsum of g with the other operands onto i's subscripts."""
     ins, out = c.inputs, c.output
     target = ins[i]
     if len(set(target)) != len(target):

@@ -26,10 +26,13 @@ def _inverse(axes):
     return tuple(inv)
 
 
-def _concat_vjp(c, g, i):
-    start = sum(s[c.axis] for s in c.shapes[:i])
-    index = (slice(None),) * c.axis + (slice(start, start + c.shapes[i][c.axis]),)
-    return g[index]
+def _concat_vjp(c, g, wrt):
+    """Each input's slice of g along the axis."""
+    starts = [0]
+    for s in c.shapes:
+        starts.append(starts[-1] + s[c.axis])
+    lead = (slice(None),) * c.axis
+    return [g[lead + (slice(starts[i], starts[i + 1]),)] for i in wrt]
 
 
 def _concat_jvp(c, tangents):
