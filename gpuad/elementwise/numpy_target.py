@@ -62,13 +62,15 @@ def compile_numpy(program: Program):
 def evaluate(program: Program, xp, arrays: tuple):
     """Run `program` on `arrays` with NumPy semantics; float16 computes in float32. One array, or a
     tuple when the program has several outputs."""
-    dtypes = tuple([a.dtype for a in arrays])
-    plan = program.compiled.get(dtypes)
+    n = len(arrays)  # the key: the dtype, or a tuple of dtypes (built without a comprehension's call)
+    key = arrays[0].dtype if n == 1 else (arrays[0].dtype, arrays[1].dtype) if n == 2 else tuple(
+        [a.dtype for a in arrays])
+    plan = program.numpy_plans.get(key)
     if plan is None:
-        compute, out_dtype = result_dtypes(program, dtypes)
+        compute, out_dtype = result_dtypes(program, tuple([a.dtype for a in arrays]))
         direct = compute == out_dtype and all(o.op not in ("var", "const") for o in program.outputs)
         single = program.n_outputs == 1
-        plan = program.compiled[dtypes] = (compile_numpy(program), compute, out_dtype, direct, single)
+        plan = program.numpy_plans[key] = (compile_numpy(program), compute, out_dtype, direct, single)
     fn, compute, out_dtype, direct, single = plan
     if direct:
         result = fn(xp, compute, *arrays)

@@ -46,9 +46,17 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
         partials["arrays"] = outs[1:]
         return outs[0]
 
-    vjp = (lambda ctx, g, wrt: _gradients(program, args, ctx, g, wrt)) if differentiable else None
+    plans: dict = {}  # wrt -> _vjp_plan
+
+    def vjp(ctx, g, wrt):
+        plan = plans.get(wrt)
+        if plan is None:
+            plan = plans[wrt] = _vjp_plan(program, args, wrt)
+        return _gradients(plan, ctx, g, wrt)
+
     jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
-    found = program.compiled["op"] = Op(program.name, forward, vjp=vjp, jvp=jvp, args=args, save=save)
+    found = program.compiled["op"] = Op(program.name, forward, vjp=vjp if differentiable else None, jvp=jvp,
+                                        args=args, save=save)
     return found
 
 
@@ -72,23 +80,20 @@ def call(program: Program, tensors, linearize: bool = False) -> Tensor:
 
 def _vjp_plan(program: Program, args: tuple[str, ...], wrt: tuple) -> tuple:
     """(derived VJP program, ctx name of each of its inputs (None for g), and when every output is an
-    input or a zero constant, which input each is (-1: zero)): worked out once per (program, wrt)."""
-    plan = program.compiled.get(("vjp_plan", wrt))
-    if plan is None:
-        vp = program.vjp(wrt)
-        names = tuple(None if role == "g" else _name(role, args) for role in vp.roles)
-        passthrough = None
-        if all(o.op in ("var", "const") for o in vp.outputs):  # linear ops: g itself, -g is not here
-            passthrough = tuple(vp.inputs.index(o) if o.op == "var" else -1 for o in vp.outputs)
-        plan = program.compiled[("vjp_plan", wrt)] = (vp, names, passthrough)
-    return plan
+    input or a zero constant, which input each is (-1: zero))."""
+    vp = program.vjp(wrt)
+    names = tuple(None if role == "g" else _name(role, args) for role in vp.roles)
+    passthrough = None
+    if all(o.op in ("var", "const") for o in vp.outputs):  # linear ops: g itself, -g is not here
+        passthrough = tuple(vp.inputs.index(o) if o.op == "var" else -1 for o in vp.outputs)
+    return vp, names, passthrough
 
 
-def _gradients(program: Program, args: tuple[str, ...], ctx, g, wrt: tuple) -> list:
-    """The gradients of the inputs in `wrt`: one fused pass, or one differentiable Op per gradient
-    when the backward itself is being recorded (create_graph) or carries tangents."""
+def _gradients(plan: tuple, ctx, g, wrt: tuple) -> list:
+    """The gradients of the inputs in `wrt` by their `_vjp_plan`: one fused pass, or one differentiable
+    Op per gradient when the backward itself is being recorded (create_graph) or carries tangents."""
     values = ctx.__dict__
-    vp, names, passthrough = _vjp_plan(program, args, wrt)
+    vp, names, passthrough = plan
     tensors = [g if name is None else values[name] for name in names]
     if passthrough is not None:
         return [tensors[k] if k >= 0 else None for k in passthrough]
