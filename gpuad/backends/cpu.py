@@ -55,9 +55,8 @@ class HostMemory:
     # track/untrack run for every tensor made and freed: the root walk is inlined (no helper call)
     def track(self, arr) -> None:
         base = arr.base
-        if base is not None:  # a view (most arrays are not): account its root buffer
-            while isinstance(base, _ndarray):
-                arr, base = base, base.base
+        while isinstance(base, _ndarray):
+            arr, base = base, base.base
         key = id(arr)
         entry = self._owners.get(key)
         if entry is None:
@@ -71,9 +70,8 @@ class HostMemory:
 
     def untrack(self, arr) -> None:
         base = arr.base
-        if base is not None:  # a view (most arrays are not): account its root buffer
-            while isinstance(base, _ndarray):
-                arr, base = base, base.base
+        while isinstance(base, _ndarray):
+            arr, base = base, base.base
         key = id(arr)
         entry = self._owners.get(key)
         if entry is None:
