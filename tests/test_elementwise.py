@@ -349,3 +349,14 @@ def test_shapes_and_dtypes_follow_numpy_broadcasting_and_promotion(shapes, dtype
     b = ga.tensor(y.astype(np.float64), requires_grad=True)
     _soft_clip(a, b).sum().backward()
     assert a.grad.shape == x.shape and b.grad.shape == y.shape  # broadcasting undone
+
+
+def test_grad_of_one_input_from_a_linearized_forward_of_two():
+    """The forward wrote partials for both inputs; ga.grad asks for b only: the joint VJP picks b's."""
+    x, beta = np.array([1.0, -2.0]), np.array([0.5, 0.25])
+    a = ga.tensor(x, requires_grad=True)
+    b = ga.tensor(beta, requires_grad=True)
+    (gb,) = ga.autograd.grad(swish(a, b).sum(), [b])
+    s = 1 / (1 + np.exp(-beta * x))
+    np.testing.assert_allclose(gb.numpy(), x * x * s * (1 - s), rtol=1e-13)
+    assert a.grad is None

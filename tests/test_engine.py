@@ -174,3 +174,15 @@ def test_repr_and_metadata():
     assert "grad_fn=<mulBackward>" in repr(y) and "requires_grad=True" in repr(x)
     assert (x.shape, x.ndim, x.size, x.dtype, x.device, x.is_leaf, y.is_leaf) == \
         ((1, 2), 2, 2, np.float32, "cpu", True, False)
+
+
+def test_joint_vjp_computes_only_the_inputs_asked_for():
+    """Joint VJPs (concatenate, einsum, pointwise) get `wrt`: grad of one operand of several."""
+    a, b, c = (ga.tensor(np.arange(k, k + 3, dtype=np.float64), requires_grad=True) for k in (0, 3, 6))
+    w = ga.tensor(np.arange(9, dtype=np.float64))
+    (gb,) = ga.autograd.grad((ga.concatenate([a, b, c]) * w).sum(), [b])
+    np.testing.assert_array_equal(gb.numpy(), [3.0, 4.0, 5.0])
+    (gc,) = ga.autograd.grad(ga.einsum("i,i->", a * b, c), [c])
+    np.testing.assert_array_equal(gc.numpy(), (a * b).numpy())
+    (ga_,) = ga.autograd.grad((a * b).sum(), [a])
+    np.testing.assert_array_equal(ga_.numpy(), b.numpy())
