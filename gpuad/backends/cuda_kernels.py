@@ -179,6 +179,13 @@ class CUDAKernels:
         with cuda.gpus[self.cupy.cuda.Device().id]:  # Numba's context on CuPy's current device
             numba_kernel(name)[grid, block, stream](*args)
 
+    # ---- sliding windows: no CUDA kernels; on None gpuad/ops/nn.py runs its CuPy formulation -----------
+    @staticmethod
+    def _no_kernel(*args):
+        return None
+
+    im2col = col2im = pool_argmax = pool_scatter = _no_kernel
+
     # ---- counter-based random numbers (kernels/random.cu; NumPy twins in cpu_kernels) -----------------
     def _draw(self, kernel: str, shape, dtype, *args):
         out = self.cupy.empty(shape, dtype)

@@ -255,12 +255,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
         raise ShapeError(f"conv2d: kernel {(kh, kw)} (dilation {dilation}) is larger than the padded input "
                          f"{(h + 2 * padding[0], w + 2 * padding[1])}")
     cols = _nn.im2col(input, (kh, kw), stride, padding, dilation)  # (N, C*kh*kw, Ho*Wo)
-    if groups == 1:
-        out = weight.reshape(o, -1) @ cols  # (N, O, Ho*Wo): NCHW without a transpose
+    if groups == 1:  # (N, O, Ho*Wo): NCHW without a transpose
+        out = _nn.conv_matmul(weight.reshape(o, -1), cols, None if bias is None else bias.reshape(o, 1))
     else:
-        out = (weight.reshape(groups, o // groups, -1) @ cols.reshape(n, groups, -1, ho * wo)).reshape(n, o, -1)
-    if bias is not None:
-        out = out + bias.reshape(o, 1)
+        out = _nn.conv_matmul(weight.reshape(groups, o // groups, -1), cols.reshape(n, groups, -1, ho * wo),
+                              None if bias is None else bias.reshape(groups, o // groups, 1))
     return out.reshape(n, o, ho, wo)
 
 

@@ -12,6 +12,11 @@ Everything stays NCHW and C-contiguous: im2col gives (N, C*kh*kw, Ho*Wo), so a c
 batched matmul (O, C*kh*kw) @ (N, C*kh*kw, Ho*Wo) -> (N, O, Ho*Wo), a free reshape of NCHW output;
 pointwise kernels then read contiguous arrays (measured 16.4 vs 19.0 ms for the benchmark CNN's step
 against a single (O, C*kh*kw) @ (C*kh*kw, N*Ho*Wo) matmul, whose CNHW output needs transposes).
+
+The forwards of the window primitives first ask the backend for a compiled kernel (`xp.kernels`: on
+the CPU, Numba kernels for im2col / col2im of stride-1 "same" windows, the 2x2 max-pool argmax and the
+pool scatter); where it has none (it returns None: the GPU, other geometries, float16) the array
+formulations below run. They are the reference the kernels are tested against.
 """
 from __future__ import annotations
 
@@ -52,17 +57,25 @@ def _fold(xp, p, shape, kernel, stride, padding, dilation):
     return out[:, :, ph:ph + h, pw:pw + w] if ph or pw else out
 
 
+def _out_hw(shape, kernel, stride, padding, dilation) -> tuple[int, int]:
+    return (out_size(shape[2], kernel[0], stride[0], padding[0], dilation[0]),
+            out_size(shape[3], kernel[1], stride[1], padding[1], dilation[1]))
+
+
 def _im2col(xp, x, kernel, stride, padding, dilation):
-    p = _patches(xp, x, kernel, stride, padding, dilation)
+    """_patches, by the backend's compiled kernel where it has one (xp.kernels.im2col gives None elsewhere)."""
+    p = xp.kernels.im2col(x, kernel, stride, padding, dilation, _out_hw(x.shape, kernel, stride, padding, dilation))
+    if p is None:
+        p = _patches(xp, x, kernel, stride, padding, dilation)
     n, c, kh, kw, ho, wo = p.shape
     return p.reshape(n, c * kh * kw, ho * wo)
 
 
 def _col2im(xp, cols, shape, kernel, stride, padding, dilation):
-    n, c, h, w = shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    p = cols.reshape(n, c, kh, kw, out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw))
-    return _fold(xp, p, shape, kernel, stride, padding, dilation)
+    """_fold, by the backend's compiled kernel where it has one."""
+    p = cols.reshape(shape[0], shape[1], *kernel, *_out_hw(shape, kernel, stride, padding, dilation))
+    out = xp.kernels.col2im(p, shape, kernel, stride, padding, dilation)
+    return out if out is not None else _fold(xp, p, shape, kernel, stride, padding, dilation)
 
 
 def _window_params(c):
@@ -101,14 +114,18 @@ def _rows(t, n: int):
     return t if t.ndim == 2 else t.reshape(-1, n)
 
 
-def _linear_jvp(c, tangents):
-    tx, tw, tb = (list(tangents) + [None])[:3]
-    parts = [linear(tx, c.w) if tx is not None else None, linear(c.x, tw) if tw is not None else None, tb]
+def _total(parts):
+    """The sum of the tangent contributions that are not None (None if all are)."""
     out = None
     for part in parts:
         if part is not None:
             out = part if out is None else out + part
     return out
+
+
+def _linear_jvp(c, tangents):
+    tx, tw, tb = (list(tangents) + [None])[:3]
+    return _total([linear(tx, c.w) if tx is not None else None, linear(c.x, tw) if tw is not None else None, tb])
 
 
 LINEAR = Op("linear", _linear, args=("x", "w", "b"), save=("w", "x", ""),
@@ -127,12 +144,49 @@ def linear(x, w, b=None):
     return apply(LINEAR, (x, w, b), {})
 
 
+# ---- convolution's matmul: w @ cols + b as one primitive, as linear -----------------------------------
+def _conv_matmul(xp, w, cols, b=None):
+    y = xp.matmul(w, cols)
+    if b is not None:
+        y += b  # in place, broadcast (a separate pointwise add first expanded b to y's shape)
+    return y
+
+
+def _conv_matmul_jvp(c, tangents):
+    tw, tcols, tb = (list(tangents) + [None])[:3]
+    return _total([tw @ c.cols if tw is not None else None, c.w @ tcols if tcols is not None else None, tb])
+
+
+# the engine sums the weight's and bias's gradients over the axes they were broadcast along
+CONV_MATMUL = Op("conv_matmul", _conv_matmul, args=("w", "cols", "b"), save=("cols", "w", ""),
+                 vjp=(lambda c, g: g @ c.cols.mT, lambda c, g: c.w.mT @ g, lambda c, g: g), jvp=_conv_matmul_jvp)
+CONV_MATMUL_NO_BIAS = Op("conv_matmul", _conv_matmul, args=("w", "cols"), save=("cols", "w"),
+                         vjp=CONV_MATMUL.vjp[:2], jvp=_conv_matmul_jvp)
+
+
+def conv_matmul(w, cols, b=None):
+    """w @ cols + b for a convolution: w (O, K) or (G, O/G, K/G), cols (N, K, P) or (N, G, K/G, P) from
+    im2col, b broadcast like w's rows with a trailing 1. One op instead of matmul + broadcast add: the
+    bias is added in place and its gradient is one sum (2.8 ms of the benchmark CNN's 18 ms step went
+    to expanding the bias to the output's shape for the pointwise add)."""
+    if b is None:
+        return apply(CONV_MATMUL_NO_BIAS, (w, cols), {})
+    return apply(CONV_MATMUL, (w, cols, b), {})
+
+
 # ---- max pooling: argmax (not differentiable), then a gather by index whose transpose is a scatter --
 def _pool_argmax(xp, x, kernel, stride, padding, dilation):
-    """Flat index into x's (N, C, H, W) layout of each window's first maximum, shape (N, C, Ho, Wo).
+    """Flat index into x's (N, C, H, W) layout of each window's first maximum (a NaN wins, the last one,
+    as in torch), shape (N, C, Ho, Wo): the backend's compiled kernel where it has one, else _argmax."""
+    idx = xp.kernels.pool_argmax(x, kernel, stride, padding, dilation,
+                                 _out_hw(x.shape, kernel, stride, padding, dilation))
+    return idx if idx is not None else _argmax(xp, x, kernel, stride, padding, dilation)
 
-    One strided view per kernel offset against a running maximum, with the winning offset number kept
-    in a small-integer array by arithmetic (masked writes are several times slower): no window copy."""
+
+def _argmax(xp, x, kernel, stride, padding, dilation):
+    """_pool_argmax with array operations: one strided view per kernel offset against a running maximum,
+    with the winning offset number kept in a small-integer array by arithmetic (masked writes are several
+    times slower): no window copy."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, h, w = x.shape
     ho, wo = out_size(h, kh, sh, ph, dh), out_size(w, kw, sw, pw, dw)
@@ -144,7 +198,7 @@ def _pool_argmax(xp, x, kernel, stride, padding, dilation):
     best = views[0].copy()
     arg = xp.zeros(best.shape, dtype=small)
     for k in range(1, len(views)):
-        better = views[k] > best
+        better = (views[k] > best) | (views[k] != views[k])  # best stays NaN from the first NaN on
         better = better.view(small) if small == xp.int8 else better.astype(small)
         xp.maximum(best, views[k], out=best)
         xp.maximum(arg, better * small(k), out=arg)  # k exceeds every earlier offset number
@@ -160,7 +214,13 @@ def _gather(xp, x, idx, overlap):
 
 
 def _scatter(xp, g, idx, shape, overlap):
-    """The transpose of _gather: g (N, C, Ho, Wo) added into zeros of `shape` (N, C, H, W) at idx."""
+    """The transpose of _gather: g (N, C, Ho, Wo) added into zeros of `shape` (N, C, H, W) at idx; by the
+    backend's compiled kernel where it has one, else with NumPy/CuPy indexing."""
+    out = xp.kernels.pool_scatter(g, idx, shape)
+    return out if out is not None else _scatter_indexed(xp, g, idx, shape, overlap)
+
+
+def _scatter_indexed(xp, g, idx, shape, overlap):
     out = xp.zeros(shape, dtype=g.dtype)
     flat = out.reshape(-1)
     if overlap:
