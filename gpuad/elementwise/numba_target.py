@@ -1,8 +1,10 @@
-"""The CPU fast path: a program becomes one Numba `parallel` loop over the flat elements, every output
-written in the same pass. exp/log/tanh/erf in float32 and exp/tanh in float64 use the vectorizable
-versions in fastmath.py; the other functions call libm. Inputs of the output's shape are read in place (copied
-only when not C-contiguous or not of the compute dtype); inputs with one element (or one value broadcast,
-every stride 0) are read once; other broadcasts are expanded."""
+"""The CPU fast path: a program becomes one Numba loop over the output elements, every output written in
+the same pass; serial below PARALLEL_MIN_SIZE elements, a `parallel` prange above. exp/log/tanh/erf in
+float32 and exp/tanh in float64 use the vectorizable versions in fastmath.py; the other functions call
+libm. Inputs of the output's shape are read in place (copied only when not C-contiguous or not of the
+compute dtype); inputs with one element (or one value broadcast, every stride 0) are read once; a row
+broadcast over leading axes (a bias) or a column over trailing axes (a keepdims reduction) is read in
+place by a loop over (outer, inner); other broadcasts are expanded."""
 from __future__ import annotations
 
 import hashlib
@@ -64,11 +66,15 @@ _LIBM = {"exp": "math.exp", "log": "math.log", "log1p": "math.log1p", "expm1": "
          "erf": "math.erf", "erfc": "math.erfc", "sqrt": "np.sqrt", "floor": "np.floor", "ceil": "np.ceil",
          "abs": "abs"}
 CHUNK = 1 << 15  # elements per work item: threads take chunks as they free up (a busy core delays less)
-# Below this many elements a kernel runs on one thread. Right after a matmul OpenBLAS's threads spin
+# Below this many elements a kernel is a plain serial loop. Right after a matmul OpenBLAS's threads spin
 # for ~0.1 s; a parallel kernel then waits for a core: on this 2-core machine 131K elements took 6.4 ms
-# on 2 threads against 94 us on one, and one thread still won at 4M (2.1 vs 3.6 ms). Training-sized
-# activations stay on one thread; large elementwise work without BLAS in between gains from all cores.
+# on 2 threads against 94 us on one, and one thread still won at 4M (2.1 vs 3.6 ms). A parallel kernel
+# pinned to one thread still paid the pool's launch and two thread-setting calls (a (256, 512) relu:
+# 26 us against 16 us serial). Training-sized activations stay serial; large elementwise work without
+# BLAS in between gains from all cores.
 PARALLEL_MIN_SIZE = 1 << 22
+CHUNK_ROWS_MIN = 64  # a parallel kernel reads a row or column input in place only with this many outer rows
+MAX_PLANS = 64  # call plans kept per program (one per distinct input shapes/strides/dtypes)
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "lt": "<", "le": "<=", "gt": ">",
           "ge": ">=", "eq": "==", "ne": "!=", "and": "&", "or": "|"}
 
@@ -78,8 +84,11 @@ def _keep_first(a: str, b: str, cmp: str) -> str:
     return f"({a} if (({a} {cmp} {b}) | ({a} != {a})) else {b})"
 
 
-def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -> str:
-    """Python source of the Numba kernel for compute `dtype`; `scalar[i]`: input i has one element."""
+def kernel_source(program: Program, dtype: np.dtype, modes: tuple[str, ...], parallel: bool) -> str:
+    """Python source of the Numba kernel for compute `dtype`. `modes[i]` says how input i is read: "s" one
+    element, "f" one per output element, "r" a row repeated over the outer index, "c" a column repeated
+    over the inner index. With "r" or "c" inputs the kernel loops over (outer, inner), else over the flat
+    elements; `parallel`: the outer loop is a prange."""
     fname = dtype.name
     consts: dict[str, str] = {}
 
@@ -87,10 +96,11 @@ def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -
         return consts.setdefault(repr(float(value)), f"C{len(consts)}")
 
     names: dict[int, str] = {}
-    loads, body = [], []
-    for i, v in enumerate(program.inputs):
+    loads, rows, body = [], [], []
+    index = {"s": "0", "f": "k", "r": "j", "c": "i"}
+    for i, (v, mode) in enumerate(zip(program.inputs, modes)):
         names[v.uid] = f"v{i}"
-        (loads if scalar[i] else body).append(f"v{i} = a{i}[0]" if scalar[i] else f"v{i} = a{i}[k]")
+        (loads if mode == "s" else rows if mode == "c" else body).append(f"v{i} = a{i}[{index[mode]}]")
     for k, node in enumerate(program.nodes):
         if node.op == "var":
             continue
@@ -125,20 +135,25 @@ def kernel_source(program: Program, dtype: np.dtype, scalar: tuple[bool, ...]) -
     for j, out in enumerate(program.outputs):
         body.append(f"o{j}[k] = {names[out.uid]}")
     params = ", ".join([f"a{i}" for i in range(program.n_inputs)] + [f"o{j}" for j in range(program.n_outputs)])
+    loop = "numba.prange" if parallel else "range"
     lines = ["import math", "", "import numba", "import numpy as np", "",
              "from gpuad.elementwise.fastmath import erf_f32, exp_f32, exp_f64, log_f32, tanh_f32, tanh_f64", ""]
     lines += [f"{name} = np.{fname}(float({value!r}))" for value, name in consts.items()]
     lines += ["", f"# {program.name}: {program.key}", f"# fastmath {_FASTMATH_DIGEST}",
-              '@numba.njit(parallel=True, cache=True, error_model="numpy", nogil=True)',
-              f"def kernel(n, {params}):"]
-    lines += [f"    {s}" for s in loads]
-    lines += ["    for k in numba.prange(n):"] + [f"        {s}" for s in body]
+              f'@numba.njit(parallel={parallel}, cache=True, error_model="numpy", nogil=True)']
+    if "r" in modes or "c" in modes:
+        lines += [f"def kernel(n0, n1, {params}):"] + [f"    {s}" for s in loads]
+        lines += [f"    for i in {loop}(n0):"] + [f"        {s}" for s in rows]
+        lines += ["        for j in range(n1):", "            k = i * n1 + j"] + [f"            {s}" for s in body]
+    else:
+        lines += [f"def kernel(n, {params}):"] + [f"    {s}" for s in loads]
+        lines += [f"    for k in {loop}(n):"] + [f"        {s}" for s in body]
     return "\n".join(lines) + "\n"
 
 
-def kernel(program: Program, dtype: np.dtype, scalar: tuple[bool, ...], in_dtypes: tuple):
+def kernel(program: Program, dtype: np.dtype, modes: tuple[str, ...], in_dtypes: tuple, parallel: bool):
     """The compiled kernel, from memory, from the disk cache, or compiled now (see cache.stats)."""
-    key = ("numba", dtype.char, scalar, in_dtypes)
+    key = ("numba", dtype.char, modes, in_dtypes, parallel)
     fn = program.compiled.get(key)
     if fn is not None:
         cache.stats["memory_hits"] += 1
@@ -146,46 +161,106 @@ def kernel(program: Program, dtype: np.dtype, scalar: tuple[bool, ...], in_dtype
     out_types = [numba.types.boolean if o.kind == "b" else numba.from_dtype(dtype) for o in program.outputs]
     arg_types = [numba.types.Array(numba.from_dtype(d), 1, "C") for d in in_dtypes]
     arg_types += [numba.types.Array(t, 1, "C") for t in out_types]
+    sizes = (numba.types.intp,) * (2 if "r" in modes or "c" in modes else 1)
     try:
-        module = cache.load_module(kernel_source(program, dtype, scalar), f"{program.name}_{dtype.name}")
-        cache.record_compile(module.kernel, (numba.types.intp, *arg_types))
+        module = cache.load_module(kernel_source(program, dtype, modes, parallel), f"{program.name}_{dtype.name}")
+        cache.record_compile(module.kernel, (*sizes, *arg_types))
         fn = module.kernel
     except Exception as exc:  # a Numba typing or lowering error: correct results from NumPy instead
         warnings.warn(f"gpuad: Numba could not compile the pointwise program {program.name} for {dtype}; "
-                      f"using NumPy for it ({type(exc).__name__}: {str(exc)[:200]})", RuntimeWarning, stacklevel=2)
+                      f"using NumPy for it ({type(exc).__name__}: {str(exc)[:200]})", RuntimeWarning, stacklevel=3)
         fn = False
     program.compiled[key] = fn
     return fn
 
 
-def run(program: Program, arrays: tuple):
-    """Evaluate with the compiled kernel; None when this target does not apply (non-float dtypes)."""
+def _split(a_shape: tuple, shape: tuple) -> tuple[str, int] | None:
+    """How an input of `a_shape` (more than one element) broadcast to `shape` is read in place: ("f", 0)
+    one value per output element, ("r", n1) a row of the last n1 output elements repeated over the
+    leading axes (a bias), ("c", n0) one value per outer index repeated over the trailing axes (a
+    keepdims reduction). None: another pattern, to be expanded."""
+    a_shape = (1,) * (len(shape) - len(a_shape)) + tuple(a_shape)
+    spread = [d for d, (m, n) in enumerate(zip(a_shape, shape)) if m == 1 and n != 1]
+    kept = [d for d, (m, n) in enumerate(zip(a_shape, shape)) if m == n != 1]
+    if not spread:
+        return "f", 0
+    if max(spread) < min(kept):
+        return "r", math.prod(shape[max(spread) + 1:])
+    if max(kept) < min(spread):
+        return "c", math.prod(shape[:max(kept) + 1])
+    return None
+
+
+def plan(program: Program, arrays: tuple):
+    """How run() calls the kernel for arrays of these shapes, strides and dtypes: (kernel, per input how
+    run() prepares it and its dtype, output shape, loop sizes, parallel chunk size (0: serial), output
+    dtypes, the dtype outputs are cast to or False); False where this target does not apply (non-float
+    dtypes, a kernel Numba cannot compile)."""
     dtypes = tuple(a.dtype for a in arrays)
     if any(d.kind not in "fb" for d in dtypes):
-        return None
+        return False
     compute, out_dtype = result_dtypes(program, dtypes)
     if compute.kind != "f":
-        return None
+        return False
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     n = math.prod(shape)
-    flat, scalar = [], []
+    if n == 0:
+        return False
+    parallel = n >= PARALLEL_MIN_SIZE
+    modes, prepare, sizes = [], [], None
     for a in arrays:
         want = compute if a.dtype.kind == "f" else a.dtype
         if a.size == 1 or (a.ndim and not any(a.strides)):
-            flat.append(np.full(1, a.flat[0], dtype=want))
-            scalar.append(True)
+            modes.append("s")
+            prepare.append(("f" if a.size == 1 else "b", want))
             continue
-        if a.shape != shape:
-            a = np.broadcast_to(a, shape)
-        flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))
-        scalar.append(False)
-    fn = kernel(program, compute, tuple(scalar), tuple(f.dtype for f in flat))
+        split = _split(a.shape, shape)
+        if split is not None and split[0] in "rc":
+            n0, n1 = (n // split[1], split[1]) if split[0] == "r" else (split[1], n // split[1])
+            if (sizes is None or sizes == (n0, n1)) and not (parallel and n0 < CHUNK_ROWS_MIN):
+                sizes = n0, n1
+                modes.append(split[0])
+                prepare.append(("f", want))
+                continue
+            split = None
+        modes.append("f")
+        prepare.append(("f" if split else "e", want))  # "e": expanded to a full input first
+    fn = kernel(program, compute, tuple(modes), tuple(want for _, want in prepare), parallel)
     if fn is False:
+        return False
+    chunk = max(1, CHUNK // sizes[1]) if sizes and parallel else CHUNK if parallel else 0
+    outs = tuple(np.dtype(np.bool_) if o.kind == "b" else compute for o in program.outputs)
+    return fn, tuple(prepare), shape, sizes or (n,), chunk, outs, out_dtype != compute and out_dtype
+
+
+def run(program: Program, arrays: tuple):
+    """Evaluate with the compiled kernel; None when this target does not apply (non-float dtypes). The
+    call plan is cached per input shapes, strides and dtypes (a training step repeats the same ones)."""
+    plans = program.compiled.get("numba_plans")
+    if plans is None:
+        plans = program.compiled["numba_plans"] = {}
+    key = tuple([(a.shape, a.strides, a.dtype.char) for a in arrays])
+    found = plans.get(key)
+    if found is None:
+        if len(plans) >= MAX_PLANS:
+            plans.clear()
+        found = plans[key] = plan(program, arrays)
+    else:
+        cache.stats["memory_hits"] += 1
+    if found is False:
         return None
-    outs = [pool.empty(shape, np.dtype(np.bool_) if o.kind == "b" else compute) for o in program.outputs]
-    numba.set_parallel_chunksize(CHUNK)
-    numba.set_num_threads(1 if n < PARALLEL_MIN_SIZE else numba.config.NUMBA_NUM_THREADS)
-    fn(n, *flat, *(o.reshape(-1) for o in outs))
-    if out_dtype != compute:
-        outs = [o.astype(out_dtype) if o.dtype.kind == "f" else o for o in outs]
+    fn, prepare, shape, sizes, chunk, out_dtypes, cast = found
+    flat = []
+    for a, (mode, want) in zip(arrays, prepare):
+        if mode == "b":  # one value broadcast (every stride 0): its first element
+            a = a[(slice(0, 1),) * a.ndim]
+        elif mode == "e":
+            a = np.broadcast_to(a, shape)
+        flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))  # no copy when already so
+    outs = [pool.empty(shape, d) for d in out_dtypes]
+    if chunk:
+        numba.set_parallel_chunksize(chunk)
+    fn(*sizes, *flat, *[o.reshape(-1) for o in outs])
+    if cast:
+        outs = [o.astype(cast) if o.dtype.kind == "f" else o for o in outs]
     return outs[0] if len(outs) == 1 else tuple(outs)

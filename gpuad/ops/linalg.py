@@ -16,8 +16,10 @@ def _matmul_grad_a(c, g):
     if b.ndim == 1:
         return g.unsqueeze(-1) @ b.reshape(1, -1)
     if len(a_shape) == 1:
-        return (g.unsqueeze(-2) @ b.mT).squeeze(-2)
-    return g @ b.mT
+        return _matmul(g.unsqueeze(-2), b, False, True).squeeze(-2)
+    if c.ta:  # a was used transposed: d a = (g @ op(b).T).T = op(b) @ g.T
+        return _matmul(b, g, c.tb, True)
+    return _matmul(g, b, False, not c.tb)
 
 
 def _matmul_grad_b(c, g):
@@ -27,13 +29,28 @@ def _matmul_grad_b(c, g):
     if a.ndim == 1:
         return a.reshape(-1, 1) @ g.unsqueeze(-2)
     if len(b_shape) == 1:
-        return (a.mT @ g.unsqueeze(-1)).squeeze(-1)
-    return a.mT @ g
+        return _matmul(a, g.unsqueeze(-1), True, False).squeeze(-1)
+    if c.tb:  # b was used transposed: d b = (op(a).T @ g).T = g.T @ op(a)
+        return _matmul(g, a, True, c.ta)
+    return _matmul(a, g, not c.ta, False)
 
 
-MATMUL = Op("matmul", lambda xp, a, b: xp.matmul(a, b), args=("a", "b"), save=("b", "a"),
+def _matmul_forward(xp, a, b, ta, tb):
+    return xp.matmul(xp.swapaxes(a, -1, -2) if ta else a, xp.swapaxes(b, -1, -2) if tb else b)
+
+
+# ta / tb: the operand enters transposed (its last two axes swapped). Only the rules use them: a VJP
+# such as g @ b.T then takes one op, the transpose being a strided view inside the forward
+MATMUL = Op("matmul", _matmul_forward, args=("a", "b"), save=("b", "a"),
             vjp=(_matmul_grad_a, _matmul_grad_b),
-            jvp=(lambda c, t: t @ c.b, lambda c, t: c.a @ t))
+            jvp=(lambda c, t: _matmul(t, c.b, c.ta, c.tb), lambda c, t: _matmul(c.a, t, c.ta, c.tb)))
+_FLAGS = {(ta, tb): {"ta": ta, "tb": tb} for ta in (False, True) for tb in (False, True)}
+
+
+def _matmul(a, b, ta: bool, tb: bool):
+    """op(a) @ op(b), op transposing the last two axes where its flag is set (operands of the rules,
+    whose shapes agree by construction)."""
+    return apply(MATMUL, (a, b), _FLAGS[ta, tb])
 
 
 def matmul(a, b):
@@ -46,7 +63,7 @@ def matmul(a, b):
         raise ShapeError(
             f"matmul: shapes {a.shape} and {b.shape} are not aligned: {a.shape[-1]} (last dim of a) != "
             f"{k_b} ({'dim 0' if b.ndim == 1 else 'second-to-last dim'} of b); dtypes {a.dtype}, {b.dtype}")
-    return apply(MATMUL, (a, b), {})
+    return apply(MATMUL, (a, b), _FLAGS[False, False])
 
 
 def rmatmul(b, a):

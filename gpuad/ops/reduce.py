@@ -1,12 +1,14 @@
-"""Reductions: sum, prod, max/min are primitives; mean, var, std, logsumexp are composed from them."""
+"""Reductions: sum, prod, max/min and logsumexp are primitives; mean, var, std are composed from them."""
 from __future__ import annotations
 
 import math
 
 from .. import dtypes
 from ..autograd.function import Op, apply
+from ..elementwise.function import elementwise
+from ..elementwise.trace import traced_math
 from .common import as_tensor, normalize_axis
-from .elementwise import exp, isfinite, log, sqrt, where
+from .elementwise import sqrt, where
 
 
 def keepdims_shape(shape, axis) -> tuple:
@@ -17,9 +19,12 @@ def keepdims_shape(shape, axis) -> tuple:
 
 
 def _expand(g, c):
-    """A reduced gradient broadcast back to the input's shape."""
+    """A reduced gradient broadcast back to the input's shape (reshaped first only where broadcasting
+    alone cannot place it: reduced axes not leading and not kept)."""
     shape = c.shapes[0]
-    return g.reshape(keepdims_shape(shape, c.axis)).broadcast_to(shape)
+    if not c.keepdims and c.axis is not None and c.axis != tuple(range(len(c.axis))):
+        g = g.reshape(keepdims_shape(shape, c.axis))
+    return g.broadcast_to(shape)
 
 
 def _kept(t, c):
@@ -143,14 +148,25 @@ def std(x, axis=None, keepdims: bool = False, ddof: int = 0, *, dim=None, correc
     return sqrt(var(x, axis, keepdims, ddof, dim=dim, correction=correction, unbiased=unbiased))
 
 
+def _logsumexp(xp, x, axis, keepdims):
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, m.dtype.type(0))  # an all -inf (or +inf) slice: no shift
+    s = xp.sum(xp.exp(x - m), axis=axis, keepdims=keepdims)
+    return xp.log(s) + (m if keepdims else m.reshape(s.shape))
+
+
+# g * softmax(x) with softmax = exp(x - logsumexp(x)): both rules in one fused, differentiable kernel
+_scaled_softmax = elementwise(lambda x, y, g: g * traced_math.exp(x - y), name="scaled_softmax")
+
+LOGSUMEXP = Op("logsumexp", _logsumexp, save="x y",
+               vjp=(lambda c, g: _scaled_softmax(c.x, _kept(c.y, c), _kept(g, c)),),
+               jvp=(lambda c, t: sum(_scaled_softmax(c.x, _kept(c.y, c), t), c.axis, c.keepdims),))
+
+
 def logsumexp(x, axis=None, keepdims: bool = False, *, dim=None):
-    """log(sum(exp(x))) computed stably; its gradient is the softmax."""
-    x = _float(x)
-    axis = dim if axis is None else axis
-    m = max(x, axis, keepdims=True).detach()
-    m = where(isfinite(m), m, 0.0)
-    s = sum(exp(x - m), axis, keepdims)
-    return log(s) + (m if keepdims else m.reshape(s.shape))
+    """log(sum(exp(x))) computed stably (one primitive: the composed form costs nine ops forward and
+    five nodes backward); its gradient is the softmax."""
+    return _reduce(LOGSUMEXP, _float(x), axis, dim, keepdims)
 
 
 def sum_to(x, shape: tuple):
@@ -159,7 +175,7 @@ def sum_to(x, shape: tuple):
     if x.shape == shape:
         return x
     lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
-    out = sum(x, axes, keepdims=True) if axes else x
-    return out.reshape(shape)
+    kept = tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
+    if not kept:  # only leading axes go (a bias gradient): one sum, no reshape
+        return sum(x, tuple(range(lead)))
+    return sum(x, tuple(range(lead)) + kept, keepdims=True).reshape(shape)
