@@ -36,7 +36,7 @@ def _matmul_grad_b(c, g):
 
 
 def _matmul_forward(xp, a, b, ta, tb):
-    return xp.matmul(xp.swapaxes(a, -1, -2) if ta else a, xp.swapaxes(b, -1, -2) if tb else b)
+    return xp.matmul(a.swapaxes(-1, -2) if ta else a, b.swapaxes(-1, -2) if tb else b)
 
 
 # ta / tb: the operand enters transposed (its last two axes swapped). Only the rules use them: a VJP

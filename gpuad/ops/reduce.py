@@ -6,6 +6,7 @@ import math
 from .. import dtypes
 from ..autograd.function import Op, apply
 from ..elementwise.function import elementwise
+from ..elementwise.op import call
 from ..elementwise.trace import traced_math
 from .common import as_tensor, normalize_axis
 from .elementwise import sqrt, where
@@ -31,7 +32,8 @@ def _kept(t, c):
     return t if c.keepdims else t.reshape(keepdims_shape(c.shapes[0], c.axis))
 
 
-SUM = Op("sum", lambda xp, x, axis, keepdims: xp.sum(x, axis=axis, keepdims=keepdims),
+# forwards call the array methods: NumPy's np.sum/np.max are Python wrappers around them (1.5 us a call)
+SUM = Op("sum", lambda xp, x, axis, keepdims: x.sum(axis=axis, keepdims=keepdims),
          vjp=(lambda c, g: _expand(g, c),),
          jvp=(lambda c, t: sum(t, c.axis, c.keepdims),))
 
@@ -42,10 +44,10 @@ def _extreme_weight(c):
     return mask / sum(mask, c.axis, keepdims=True)
 
 
-MAX = Op("max", lambda xp, x, axis, keepdims: xp.max(x, axis=axis, keepdims=keepdims),
+MAX = Op("max", lambda xp, x, axis, keepdims: x.max(axis=axis, keepdims=keepdims),
          vjp=(lambda c, g: _expand(g, c) * _extreme_weight(c),),
          jvp=(lambda c, t: sum(t * _extreme_weight(c), c.axis, c.keepdims),), save="x y")
-MIN = Op("min", lambda xp, x, axis, keepdims: xp.min(x, axis=axis, keepdims=keepdims),
+MIN = Op("min", lambda xp, x, axis, keepdims: x.min(axis=axis, keepdims=keepdims),
          vjp=MAX.vjp, jvp=MAX.jvp, save="x y")
 
 
@@ -59,7 +61,7 @@ def _prod_partial(c):
     return where(zeros == 0, prod_nonzero / nonzero, where(is_zero & (zeros == 1), prod_nonzero, 0.0))
 
 
-PROD = Op("prod", lambda xp, x, axis, keepdims: xp.prod(x, axis=axis, keepdims=keepdims),
+PROD = Op("prod", lambda xp, x, axis, keepdims: x.prod(axis=axis, keepdims=keepdims),
           vjp=(lambda c, g: _expand(g, c) * _prod_partial(c),),
           jvp=(lambda c, t: sum(t * _prod_partial(c), c.axis, c.keepdims),), save="x")
 
@@ -149,18 +151,18 @@ def std(x, axis=None, keepdims: bool = False, ddof: int = 0, *, dim=None, correc
 
 
 def _logsumexp(xp, x, axis, keepdims):
-    m = xp.max(x, axis=axis, keepdims=True)
+    m = x.max(axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, m.dtype.type(0))  # an all -inf (or +inf) slice: no shift
-    s = xp.sum(xp.exp(x - m), axis=axis, keepdims=keepdims)
+    s = xp.exp(x - m).sum(axis=axis, keepdims=keepdims)
     return xp.log(s) + (m if keepdims else m.reshape(s.shape))
 
 
 # g * softmax(x) with softmax = exp(x - logsumexp(x)): both rules in one fused, differentiable kernel
-_scaled_softmax = elementwise(lambda x, y, g: g * traced_math.exp(x - y), name="scaled_softmax")
+_SCALED_SOFTMAX = elementwise(lambda x, y, g: g * traced_math.exp(x - y), name="scaled_softmax").program(("f",) * 3)
 
 LOGSUMEXP = Op("logsumexp", _logsumexp, save="x y",
-               vjp=(lambda c, g: _scaled_softmax(c.x, _kept(c.y, c), _kept(g, c)),),
-               jvp=(lambda c, t: sum(_scaled_softmax(c.x, _kept(c.y, c), t), c.axis, c.keepdims),))
+               vjp=(lambda c, g: call(_SCALED_SOFTMAX, (c.x, _kept(c.y, c), _kept(g, c))),),
+               jvp=(lambda c, t: sum(call(_SCALED_SOFTMAX, (c.x, _kept(c.y, c), t)), c.axis, c.keepdims),))
 
 
 def logsumexp(x, axis=None, keepdims: bool = False, *, dim=None):
@@ -171,11 +173,11 @@ def logsumexp(x, axis=None, keepdims: bool = False, *, dim=None):
 
 def sum_to(x, shape: tuple):
     """Sum `x` down to `shape` (the inverse of broadcasting); the engine's one reduction step."""
-    shape = tuple(shape)
+    x, shape = as_tensor(x), tuple(shape)
     if x.shape == shape:
         return x
     lead = x.ndim - len(shape)
     kept = tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
     if not kept:  # only leading axes go (a bias gradient): one sum, no reshape
-        return sum(x, tuple(range(lead)))
-    return sum(x, tuple(range(lead)) + kept, keepdims=True).reshape(shape)
+        return apply(SUM, (x,), {"axis": tuple(range(lead)), "keepdims": False})
+    return apply(SUM, (x,), {"axis": tuple(range(lead)) + kept, "keepdims": True}).reshape(shape)
