@@ -7,7 +7,7 @@ import types
 import numpy as np
 
 from ..elementwise.host import pointwise as host_pointwise
-from . import cpu_kernels
+from . import cpu_kernels, host_allocator
 
 _erf_ufunc = None
 _ndarray = np.ndarray
@@ -102,6 +102,7 @@ class CPUBackend:
         self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add, pointwise=host_pointwise,
                                   kernels=cpu_kernels)
         self.memory = HostMemory()
+        self.allocator = "cached" if host_allocator.tune() else "system"  # see host_allocator.py
         # per-tensor hot path: Tensor calls the accounting's bound methods directly (one call less)
         self.track = self.memory.track
         self.untrack = self.memory.untrack
@@ -133,13 +134,14 @@ class CPUBackend:
     def memory_stats(self) -> dict:
         m = self.memory
         return {"current_bytes": m.current, "peak_bytes": m.peak, "pool_bytes": 0,
-                "tracked_buffers": len(m._owners)}
+                "tracked_buffers": len(m._owners), "allocator": self.allocator}
 
     def reset_peak(self) -> None:
         self.memory.peak = self.memory.current
 
     def empty_cache(self) -> None:
-        """The host has no pool to empty."""
+        """Hand the free memory the C heap keeps for reuse back to the OS."""
+        host_allocator.trim()
 
     # random numbers
     def seed(self, seed: int) -> None:
