@@ -60,6 +60,14 @@ def test_a_broadcast_value_with_zero_strides_and_non_contiguous_inputs():
     np.testing.assert_allclose(numba_target.run(prog, (x, y, z)), _reference(prog, (x, y, z)), rtol=1e-13)
 
 
+def test_plans_tell_byte_orders_apart():
+    """A contiguous native input is passed as a view; a byte-swapped one of the same shape is converted."""
+    x = RNG.standard_normal((64, 48)).astype(np.float32)
+    prog = ga.ops.elementwise.PROGRAMS["relu"]
+    np.testing.assert_array_equal(numba_target.run(prog, (x,)), np.maximum(x, 0))
+    np.testing.assert_array_equal(numba_target.run(prog, (x.astype(">f4"),)), np.maximum(x, 0))
+
+
 def test_float16_and_bool_inputs_in_the_row_kernel():
     x = RNG.standard_normal((64, 40)).astype(np.float16)
     keep = RNG.random(40) > 0.5

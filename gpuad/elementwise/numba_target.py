@@ -193,9 +193,9 @@ def _split(a_shape: tuple, shape: tuple) -> tuple[str, int] | None:
 
 def plan(program: Program, arrays: tuple):
     """How run() calls the kernel for arrays of these shapes, strides and dtypes: (kernel, per input how
-    run() prepares it and its dtype, output shape, loop sizes, parallel chunk size (0: serial), output
-    dtypes, the dtype outputs are cast to or False); False where this target does not apply (non-float
-    dtypes, a kernel Numba cannot compile)."""
+    run() prepares it and its dtype, output shape, loop sizes, parallel chunk size (0: serial), per output
+    its allocator (the pool for large ones) and dtype, the dtype outputs are cast to or False); False
+    where this target does not apply (non-float dtypes, a kernel Numba cannot compile)."""
     dtypes = tuple(a.dtype for a in arrays)
     if any(d.kind not in "fb" for d in dtypes):
         return False
@@ -210,9 +210,10 @@ def plan(program: Program, arrays: tuple):
     modes, prepare, sizes = [], [], None
     for a in arrays:
         want = compute if a.dtype.kind == "f" else a.dtype
+        as_is = "v" if a.flags.c_contiguous and a.dtype == want else "f"  # "v": a flat view, no copy
         if a.size == 1 or (a.ndim and not any(a.strides)):
             modes.append("s")
-            prepare.append(("f" if a.size == 1 else "b", want))
+            prepare.append((as_is if a.size == 1 else "b", want))
             continue
         split = _split(a.shape, shape)
         if split is not None and split[0] in "rc":
@@ -220,17 +221,18 @@ def plan(program: Program, arrays: tuple):
             if (sizes is None or sizes == (n0, n1)) and not (parallel and n0 < CHUNK_ROWS_MIN):
                 sizes = n0, n1
                 modes.append(split[0])
-                prepare.append(("f", want))
+                prepare.append((as_is, want))
                 continue
             split = None
         modes.append("f")
-        prepare.append(("f" if split else "e", want))  # "e": expanded to a full input first
+        prepare.append((as_is if split else "e", want))  # "e": expanded to a full input first
     fn = kernel(program, compute, tuple(modes), tuple(want for _, want in prepare), parallel)
     if fn is False:
         return False
     chunk = max(1, CHUNK // sizes[1]) if sizes and parallel else CHUNK if parallel else 0
     outs = tuple(np.dtype(np.bool_) if o.kind == "b" else compute for o in program.outputs)
-    return fn, tuple(prepare), shape, sizes or (n,), chunk, outs, out_dtype != compute and out_dtype
+    empty = tuple(pool.empty if d.itemsize * n >= pool.min_bytes else np.empty for d in outs)
+    return fn, tuple(prepare), shape, sizes or (n,), chunk, tuple(zip(empty, outs)), out_dtype != compute and out_dtype
 
 
 def run(program: Program, arrays: tuple):
@@ -239,7 +241,7 @@ def run(program: Program, arrays: tuple):
     plans = program.compiled.get("numba_plans")
     if plans is None:
         plans = program.compiled["numba_plans"] = {}
-    key = tuple([(a.shape, a.strides, a.dtype.char) for a in arrays])
+    key = tuple([(a.shape, a.strides, a.dtype) for a in arrays])
     found = plans.get(key)
     if found is None:
         if len(plans) >= MAX_PLANS:
@@ -249,15 +251,18 @@ def run(program: Program, arrays: tuple):
         cache.stats["memory_hits"] += 1
     if found is False:
         return None
-    fn, prepare, shape, sizes, chunk, out_dtypes, cast = found
+    fn, prepare, shape, sizes, chunk, out_specs, cast = found
     flat = []
     for a, (mode, want) in zip(arrays, prepare):
+        if mode == "v":
+            flat.append(a.reshape(-1))
+            continue
         if mode == "b":  # one value broadcast (every stride 0): its first element
             a = a[(slice(0, 1),) * a.ndim]
         elif mode == "e":
             a = np.broadcast_to(a, shape)
-        flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))  # no copy when already so
-    outs = [pool.empty(shape, d) for d in out_dtypes]
+        flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))
+    outs = [empty(shape, d) for empty, d in out_specs]
     if chunk:
         numba.set_parallel_chunksize(chunk)
     fn(*sizes, *flat, *[o.reshape(-1) for o in outs])
