@@ -174,10 +174,11 @@ def logsumexp(x, axis=None, keepdims: bool = False, *, dim=None):
 def sum_to(x, shape: tuple):
     """Sum `x` down to `shape` (the inverse of broadcasting); the engine's one reduction step."""
     x, shape = as_tensor(x), tuple(shape)
-    if x.shape == shape:
+    have = x.shape
+    if have == shape:
         return x
-    lead = x.ndim - len(shape)
-    kept = tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
-    if not kept:  # only leading axes go (a bias gradient): one sum, no reshape
+    lead = len(have) - len(shape)
+    if have[lead:] == shape:  # only leading axes go (a bias gradient): one sum, no reshape
         return apply(SUM, (x,), {"axis": tuple(range(lead)), "keepdims": False})
+    kept = tuple(lead + i for i, n in enumerate(shape) if n == 1 and have[lead + i] != 1)
     return apply(SUM, (x,), {"axis": tuple(range(lead)) + kept, "keepdims": True}).reshape(shape)
