@@ -17,6 +17,11 @@ def _sum_to(g, shape, dtype):
     return g
 
 
+def _off_graph(g):
+    """g without a graph: g itself when it has none (most gradients: backward runs under no_grad)."""
+    return g if g.grad_fn is None and not g._requires_grad else g.detach()
+
+
 def _plan(root_nodes, target_nodes, target_leaves):
     """The nodes backward must run (those with a path to a target), and for each how many of those
     nodes point at it, so it runs only after all its consumers. Post-order DFS, no recursion."""
@@ -74,9 +79,9 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
             if i is not None:
                 results[i] = g if results[i] is None else results[i] + g
         elif leaf.grad is None:
-            leaf.grad = g if create_graph else g.detach()
+            leaf.grad = g if create_graph else _off_graph(g)
         else:
-            leaf.grad = leaf.grad + g if create_graph else (leaf.grad + g).detach()
+            leaf.grad = leaf.grad + g if create_graph else _off_graph(leaf.grad + g)
 
     pending: dict[Node, object] = {}
     root_nodes = []
