@@ -125,11 +125,12 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                         else:
                             deliver_leaf(edge, gi)
             if not retain_graph:
-                node.free()
+                node.saved = None  # freed: the saved tensors' buffers go back to the allocator now
             for edge in edges:
                 if type(edge) is Node and needed[edge]:
-                    deps[edge] -= 1
-                    if deps[edge] == 0:
+                    left = deps[edge] - 1
+                    deps[edge] = left
+                    if left == 0:
                         ready.append(edge)
     return results if inputs is not None else None
 

@@ -74,7 +74,3 @@ class Node:
         if name == "y" and create_graph:
             return tensor._with_grad_fn(self)  # the saved output, reconnected to this node
         return tensor
-
-    def free(self) -> None:
-        """Drop saved tensors (their buffers return to the allocator or pool at once)."""
-        self.saved = None

@@ -206,7 +206,7 @@ PROFILE_GROUPS = (
     ("memory tracking: HostMemory.track/untrack",
      lambda f, n: f.endswith("backends/cpu.py") and n in ("track", "untrack")),
     ("engine: run_backward/_vjps/_plan/_sum_to", lambda f, n: f.endswith("autograd/engine.py")),
-    ("node.context/free (+ Ctx)", lambda f, n: f.endswith("autograd/node.py")),
+    ("node.context (+ Ctx)", lambda f, n: f.endswith("autograd/node.py")),
     ("op wrappers, operands, scalars (ops/, tensor.py)",
      lambda f, n: "/gpuad/ops/" in f or f.endswith("gpuad/tensor.py")),
     ("pointwise programs (gpuad/elementwise/)", lambda f, n: "/gpuad/elementwise/" in f),
