@@ -106,55 +106,45 @@ def mlp_data() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     return params, x, labels
 
 
+def mlp_step(lib, params: list, x, onehot) -> Callable[[], Any]:
+    """One SGD step written once for gpuad and torch (`lib`: both spell these ops alike), log-softmax
+    cross-entropy composed from ops; returns (loss, first weight)."""
+
+    def step():
+        w1, b1, w2, b2, w3, b3 = params
+        h = (x @ w1 + b1).relu()
+        h = (h @ w2 + b2).relu()
+        logits = h @ w3 + b3
+        logp = logits - lib.logsumexp(logits, 1, True)
+        loss = -(logp * onehot).sum() / BATCH
+        loss.backward()
+        with lib.no_grad():
+            for p in params:
+                p -= LR * p.grad
+                p.grad = None
+        return loss, params[0]
+
+    return step
+
+
 def gpuad_mlp(env: Env) -> Callable[[], Any]:
-    """One SGD step of the MLP with gpuad ops (log-softmax cross-entropy composed from ops)."""
+    """The step with gpuad tensors."""
     import gpuad as ga
 
     params_h, x_h, labels = mlp_data()
     params = [ga.tensor(env.array(p.copy()), device=env.device, requires_grad=True) for p in params_h]
     x = ga.tensor(env.array(x_h), device=env.device)
     onehot = ga.tensor(env.array(np.eye(LAYERS[-1], dtype=np.float32)[labels]), device=env.device)
-
-    def step():
-        w1, b1, w2, b2, w3, b3 = params
-        h = (x @ w1 + b1).relu()
-        h = (h @ w2 + b2).relu()
-        logits = h @ w3 + b3
-        logp = logits - ga.logsumexp(logits, axis=1, keepdims=True)
-        loss = -(logp * onehot).sum() / BATCH
-        loss.backward()
-        with ga.no_grad():
-            for p in params:
-                p -= LR * p.grad
-                p.grad = None
-        return loss, params[0]
-
-    return step
+    return mlp_step(ga, params, x, onehot)
 
 
 def torch_mlp(env: Env) -> Callable[[], Any]:
     """The same step in PyTorch eager, op for op."""
-    torch = env.torch
     params_h, x_h, labels = mlp_data()
     params = [env.torch_tensor(p.copy(), requires_grad=True) for p in params_h]
     x = env.torch_tensor(x_h)
     onehot = env.torch_tensor(np.eye(LAYERS[-1], dtype=np.float32)[labels])
-
-    def step():
-        w1, b1, w2, b2, w3, b3 = params
-        h = (x @ w1 + b1).relu()
-        h = (h @ w2 + b2).relu()
-        logits = h @ w3 + b3
-        logp = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-        loss = -(logp * onehot).sum() / BATCH
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p -= LR * p.grad
-                p.grad = None
-        return loss, params[0]
-
-    return step
+    return mlp_step(env.torch, params, x, onehot)
 
 
 def numpy_mlp(env: Env) -> Callable[[], Any]:
