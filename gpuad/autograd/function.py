@@ -3,8 +3,9 @@
 An op is defined once: `forward(xp, *arrays, **params)` on the backend's array namespace, and per
 input a VJP rule `(ctx, g) -> gradient` and a JVP rule `(ctx, t) -> output tangent contribution`,
 both written with gpuad ops so that backward passes are themselves differentiable. Ops whose input
-gradients share work (a fused pointwise backward, a replayed checkpoint) give one joint VJP instead. Rules may return
-a gradient of any shape that broadcasts to the input: apply()'s engine sums it back in one place.
+gradients share work (a fused pointwise backward, a replayed checkpoint) give one joint VJP instead.
+Rules may return a gradient of any shape that broadcasts to the input: the engine sums it back in one
+place.
 """
 from __future__ import annotations
 
