@@ -22,42 +22,35 @@ def chain_inputs(size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(rng.standard_normal(size).astype(np.float32) for _ in range(3))
 
 
+def chain_run(x, a, b) -> Callable[[], Any]:
+    """The chain written once for gpuad and torch tensors (x requires grad); returns (sum, x.grad)."""
+
+    def run():
+        x.grad = None
+        y = x
+        for _ in range(CYCLES):
+            y = (y * a + b).tanh().sin()
+        s = y.sum()
+        s.backward()
+        return s, x.grad
+
+    return run
+
+
 def gpuad_chain(env: Env, size: int = 8) -> Callable[[], Any]:
-    """The chain with gpuad ops; returns (sum, x.grad)."""
+    """The chain with gpuad ops."""
     import gpuad as ga
 
     x_h, a_h, b_h = chain_inputs(size)
     x = ga.tensor(env.array(x_h), device=env.device, requires_grad=True)
     a, b = ga.tensor(env.array(a_h), device=env.device), ga.tensor(env.array(b_h), device=env.device)
-
-    def run():
-        x.grad = None
-        y = x
-        for _ in range(CYCLES):
-            y = (y * a + b).tanh().sin()
-        s = y.sum()
-        s.backward()
-        return s, x.grad
-
-    return run
+    return chain_run(x, a, b)
 
 
 def torch_chain(env: Env, size: int = 8) -> Callable[[], Any]:
     """The same chain in PyTorch eager."""
     x_h, a_h, b_h = chain_inputs(size)
-    x = env.torch_tensor(x_h, requires_grad=True)
-    a, b = env.torch_tensor(a_h), env.torch_tensor(b_h)
-
-    def run():
-        x.grad = None
-        y = x
-        for _ in range(CYCLES):
-            y = (y * a + b).tanh().sin()
-        s = y.sum()
-        s.backward()
-        return s, x.grad
-
-    return run
+    return chain_run(env.torch_tensor(x_h, requires_grad=True), env.torch_tensor(a_h), env.torch_tensor(b_h))
 
 
 def numpy_chain(env: Env, size: int = 8) -> Callable[[], Any]:
