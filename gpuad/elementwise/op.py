@@ -16,12 +16,12 @@ from .program import Program
 
 
 def _linearize_params(tensors) -> dict | None:
-    """Params for a linearized forward: which inputs need a gradient (the partials written are theirs);
-    None when none does (or grad mode is off), so there is nothing to linearize."""
+    """Params for a linearized forward: the inputs that need a gradient (`wrt`: the partials written are
+    theirs); None when none does (or grad mode is off), so there is nothing to linearize."""
     if state.grad_enabled:
-        for t in tensors:
-            if t._requires_grad:
-                return {"needs": tuple([u._requires_grad for u in tensors]), "partials": {}}
+        wrt = tuple([i for i, t in enumerate(tensors) if t._requires_grad])
+        if wrt:
+            return {"partials": {"wrt": wrt}}
     return None
 
 
@@ -38,11 +38,10 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
     save = tuple(" ".join(_name(r, args) for r in program.vjp((i,)).roles if r != "g")
                  if floats[i] and differentiable else "" for i in range(n))
 
-    def forward(xp, *arrays, needs=None, partials=None):
+    def forward(xp, *arrays, partials=None):
         if partials is None:
             return xp.pointwise(program, *arrays)
-        wrt = partials["wrt"] = tuple(j for j, need in enumerate(needs) if need)
-        outs = xp.pointwise(program.linearized(wrt), *arrays)
+        outs = xp.pointwise(program.linearized(partials["wrt"]), *arrays)
         partials["arrays"] = outs[1:]
         return outs[0]
 
