@@ -50,29 +50,6 @@ def test_lazy_factory_is_built_once_on_first_use(isolated_registry):
     assert ga.backends.get("lazy") is first and built == [1]
 
 
-def _minor_faults() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-@pytest.mark.skipif(ga.backends.for_device("cpu").allocator != "cached",
-                    reason="the C library has no mallopt (not glibc)")
-def test_freed_host_buffers_are_reused_without_page_faults():
-    """A training step frees and reallocates its working set: with the cached host allocator the next
-    pair of 4 MiB arrays reuses the last pair's pages (glibc's defaults fault ~1000 pages per pair)."""
-    n = (4 << 20) // 8
-    a, b = np.ones(n), np.ones(n)
-    del a, b
-    before = _minor_faults()
-    for _ in range(10):
-        a, b = np.ones(n), np.ones(n)
-        del a, b
-    assert (_minor_faults() - before) / 10 < 200
-    ga.memory.empty_cache("cpu")  # trims the heap; the next arrays fault in again, still correct
-    np.testing.assert_array_equal(np.ones(n)[-3:], 1.0)
-
-
 PAIR_FAULTS = """
 import resource, numpy as np, gpuad as ga
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -87,16 +64,37 @@ print(ga.backends.for_device('cpu').allocator, ga.memory.stats()['allocator'], (
 """
 
 
+def _pair_faults(allocator: str) -> tuple[str, str, int]:
+    """In a fresh process with GPUAD_HOST_ALLOCATOR=allocator: the allocator gpuad reports (backend and
+    memory stats) and the page faults per freed-and-reallocated pair of 4 MiB arrays."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GPUAD_HOST_ALLOCATOR": allocator}
+    out = subprocess.run([sys.executable, "-c", PAIR_FAULTS], env=env, capture_output=True, text=True, check=True)
+    label, stats_label, faults = out.stdout.split()
+    return label, stats_label, int(faults)
+
+
+@pytest.mark.skipif(ga.backends.for_device("cpu").allocator != "cached",
+                    reason="the C library has no mallopt (not glibc)")
+def test_freed_host_buffers_are_reused_without_page_faults():
+    """A training step frees and reallocates its working set: with the cached host allocator the next
+    pair of 4 MiB arrays reuses the last pair's pages (glibc's defaults fault ~1000 pages per pair)."""
+    label, stats_label, faults = _pair_faults("cached")
+    assert [label, stats_label] == ["cached", "cached"]
+    assert faults < 200
+    n = (4 << 20) // 8
+    ga.memory.empty_cache("cpu")  # trims the heap; the next arrays fault in again, still correct
+    np.testing.assert_array_equal(np.ones(n)[-3:], 1.0)
+
+
 def test_system_host_allocator_is_left_alone_when_asked():
     """GPUAD_HOST_ALLOCATOR=system keeps glibc's defaults: then every pair of 4 MiB arrays faults its
     pages in again (the cost the cached allocator removes; README's "about 1,000 page faults")."""
     import platform
-    import subprocess
-    import sys
 
-    env = {**os.environ, "GPUAD_HOST_ALLOCATOR": "system"}
-    out = subprocess.run([sys.executable, "-c", PAIR_FAULTS], env=env, capture_output=True, text=True, check=True)
-    label, stats_label, faults = out.stdout.split()
+    label, stats_label, faults = _pair_faults("system")
     assert [label, stats_label] == ["system", "system"]
     if platform.libc_ver()[0] == "glibc":
-        assert int(faults) > 500
+        assert faults > 500
