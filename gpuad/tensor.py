@@ -23,7 +23,6 @@ class Tensor:
         t = tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
         for name in ("_data", "_backend", "_requires_grad", "grad", "grad_fn", "_version", "_fw"):
             setattr(self, name, getattr(t, name))
-        self._backend.track(self._data)
 
     @classmethod
     def _wrap(cls, data, backend) -> Tensor:
@@ -36,14 +35,7 @@ class Tensor:
         self.grad_fn = None
         self._version = [0]
         self._fw = None
-        backend.track(data)
         return self
-
-    def __del__(self):
-        try:
-            self._backend.untrack(self._data)
-        except (AttributeError, TypeError):  # interpreter shutdown, or a half-built object
-            pass
 
     def _alias(self) -> Tensor:
         """Same memory, version counter and tangents; no grad_fn (a node saving its own output)."""

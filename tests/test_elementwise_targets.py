@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuad as ga
-from gpuad.backends import cpu
+from gpuad.backends import cpu, host_allocator
 from gpuad.elementwise import cache, numba_target, numpy_target, nvcc_check
 
 
@@ -134,7 +134,7 @@ def test_random_programs_numba_kernel_matches_numpy(tree, dtype):
 
 
 def test_output_pool_recycles_only_buffers_nobody_references():
-    pool = numba_target.OutputPool(min_bytes=0, max_bytes=1 << 10)
+    pool = host_allocator.OutputPool(min_bytes=0, max_bytes=1 << 10)
     f32 = np.dtype(np.float32)
     a = pool.empty((4,), f32)
     first = id(a)
@@ -150,3 +150,7 @@ def test_output_pool_recycles_only_buffers_nobody_references():
     assert view.base is not None and pool.empty((3,), f32).shape == (3,)
     big = pool.empty((1024,), f32)  # over max_bytes: handed out, not pooled
     assert all(big is not buf for bucket in pool.buffers.values() for buf in bucket)
+    del b, view, d
+    assert pool.idle_bytes() == 3 * 16 + 12  # every pooled buffer: cached now, nobody uses them
+    pool.release()
+    assert pool.buffers == {} and pool.held == 0

@@ -1,7 +1,8 @@
-"""Tape freeing, measured: ga.memory counts the bytes of live tensor buffers on the CPU."""
+"""Tape freeing, measured: ga.memory counts the bytes of live NumPy buffers on the CPU (allocation handler)."""
 from __future__ import annotations
 
 import gc
+import threading
 
 import numpy as np
 
@@ -64,6 +65,27 @@ def test_memory_stats_count_shared_buffers_once():
     assert ga.memory.stats()["current_bytes"] - start == 8000  # the view keeps the buffer alive
     del view
     assert ga.memory.stats()["current_bytes"] == start
+
+
+def test_counting_sees_temporaries_realloc_and_only_the_importing_thread():
+    gc.collect()
+    ga.memory.reset_peak()
+    start = ga.memory.stats()["current_bytes"]
+    x = ga.ones(1000, dtype=ga.float64)
+    y = ga.exp(x * 2.0 + 1.0)  # x * 2.0 is a temporary: freed after the add, but in the peak
+    assert ga.memory.stats()["current_bytes"] - start == 16000
+    assert 24000 <= ga.memory.stats()["peak_bytes"] - start < 24100  # + the two 0-d scalars
+    a = np.empty(10)
+    a.resize(1000, refcheck=False)  # realloc: the block's old size is read back from its header
+    assert ga.memory.stats()["current_bytes"] - start == 24000
+    made = []
+    worker = threading.Thread(target=lambda: made.append(np.ones(1000)))
+    worker.start()
+    worker.join()
+    assert ga.memory.stats()["current_bytes"] - start == 24000  # another thread: NumPy's default handler
+    del x, y, a, made
+    assert ga.memory.stats()["current_bytes"] == start
+    assert ga.memory.stats()["counted"] is True
 
 
 def test_training_loop_does_not_leak():

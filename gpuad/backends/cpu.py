@@ -1,4 +1,4 @@
-"""The CPU backend: NumPy arrays, host memory accounting, and Numba-compiled helpers."""
+"""The CPU backend: NumPy arrays, host memory statistics, and Numba-compiled helpers."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,6 @@ from ..elementwise.host import pointwise as host_pointwise
 from . import cpu_kernels, host_allocator
 
 _erf_ufunc = None
-_ndarray = np.ndarray
 
 
 def _erf(x, out=None):
@@ -42,46 +41,6 @@ def array_namespace(base, **extras) -> types.SimpleNamespace:
     return types.SimpleNamespace(**names)
 
 
-class HostMemory:
-    """Live and peak bytes of the buffers held by tensors, counting a shared buffer once."""
-
-    __slots__ = ("current", "peak", "_owners")
-
-    def __init__(self):
-        self.current = 0
-        self.peak = 0
-        self._owners: dict[int, list] = {}
-
-    # track/untrack run for every tensor made and freed: the root walk is inlined (no helper call)
-    def track(self, arr) -> None:
-        base = arr.base
-        while isinstance(base, _ndarray):
-            arr, base = base, base.base
-        key = id(arr)
-        entry = self._owners.get(key)
-        if entry is None:
-            nbytes = arr.nbytes
-            self._owners[key] = [nbytes, 1]
-            current = self.current = self.current + nbytes
-            if current > self.peak:
-                self.peak = current
-        else:
-            entry[1] += 1
-
-    def untrack(self, arr) -> None:
-        base = arr.base
-        while isinstance(base, _ndarray):
-            arr, base = base, base.base
-        key = id(arr)
-        entry = self._owners.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            del self._owners[key]
-            self.current -= entry[0]
-
-
 class CPUBackend:
     """NumPy arrays on the host; pointwise kernels are compiled by Numba when it is installed."""
 
@@ -94,18 +53,15 @@ class CPUBackend:
 
     def __init__(self):
         try:
-            import numba  # noqa: F401
-
-            self.kernel_target = "numba"
-        except ImportError:
-            self.kernel_target = "numpy"
+            from . import host_memory
+        except ImportError:  # no Numba: no compiled kernels and no memory counting
+            host_memory = None
+        self.kernel_target = "numba" if host_memory else "numpy"
+        self.counted = bool(host_memory) and host_memory.install()  # NumPy's allocations counted from here
+        self._counters = host_memory.counters if self.counted else np.zeros(4, np.int64)
         self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add, pointwise=host_pointwise,
                                   kernels=cpu_kernels)
-        self.memory = HostMemory()
         self.allocator = "cached" if host_allocator.tune() else "system"  # see host_allocator.py
-        # per-tensor hot path: Tensor calls the accounting's bound methods directly (one call less)
-        self.track = self.memory.track
-        self.untrack = self.memory.untrack
         self.rng = np.random.default_rng(0)
 
     def __repr__(self) -> str:
@@ -132,12 +88,16 @@ class CPUBackend:
 
     # memory
     def memory_stats(self) -> dict:
-        m = self.memory
-        return {"current_bytes": m.current, "peak_bytes": m.peak, "pool_bytes": 0,
-                "tracked_buffers": len(m._owners), "allocator": self.allocator}
+        """Live and peak bytes of NumPy buffers (counted by the allocation handler, host_memory.py); the
+        output pool's idle buffers are cached, not live."""
+        current, peak, blocks, _ = (int(v) for v in self._counters)
+        cached = host_allocator.outputs.idle_bytes()
+        return {"current_bytes": current - cached, "peak_bytes": peak, "pool_bytes": cached, "buffers": blocks,
+                "counted": self.counted, "allocator": self.allocator}
 
     def reset_peak(self) -> None:
-        self.memory.peak = self.memory.current
+        counters = self._counters
+        counters[1] = counters[0]  # peak = current
 
     def empty_cache(self) -> None:
         """Hand the free memory the C heap keeps for reuse back to the OS."""

@@ -169,12 +169,6 @@ class CUDABackend:
         self._cuda_device.synchronize()
 
     # memory: tensors need no accounting of their own, the pool's counters are the truth
-    def track(self, arr) -> None:
-        """No-op: CuPy's pool counts every buffer."""
-
-    def untrack(self, arr) -> None:
-        """No-op: a freed CuPy array returns its block to the pool, which the hook sees."""
-
     def _pool_used(self) -> int:
         with self._cuda_device:
             return self.pool.used_bytes()

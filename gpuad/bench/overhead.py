@@ -185,9 +185,6 @@ PROFILE_GROUPS = (
      or f.endswith("autograd/node.py") and n == "__init__"),
     ("Tensor._wrap (+ object.__new__)", lambda f, n: f.endswith("gpuad/tensor.py") and n in ("_wrap",)
      or n.startswith("<built-in method __new__ of type object")),
-    ("Tensor.__del__", lambda f, n: f.endswith("gpuad/tensor.py") and n == "__del__"),
-    ("memory tracking: HostMemory.track/untrack",
-     lambda f, n: f.endswith("backends/cpu.py") and n in ("track", "untrack")),
     ("engine: run_backward/_vjps/_plan/_sum_to", lambda f, n: f.endswith("autograd/engine.py")),
     ("node.context (+ Ctx)", lambda f, n: f.endswith("autograd/node.py")),
     ("op wrappers, operands, scalars (ops/, tensor.py)",

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 import warnings
 from pathlib import Path
 
 import numba
 import numpy as np
 
+from ..backends.host_allocator import outputs as pool
 from . import cache, fastmath
 from .program import Program, result_dtypes
 
@@ -26,34 +26,6 @@ from .program import Program, result_dtypes
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-class OutputPool:
-    """Recycles kernel output buffers that nobody references any more. A fresh output page-faults on
-    first touch: that took 5 of 8 ms of the benchmark's forward kernel here (32 MB of outputs), so
-    buffers of at least `min_bytes` are kept (at most `max_bytes` in all) and handed out again once
-    only the pool holds them (CPython reference counts tell)."""
-
-    def __init__(self, min_bytes: int = 1 << 20, max_bytes: int = 1 << 28):
-        self.min_bytes, self.max_bytes = min_bytes, max_bytes
-        self.buffers: dict[tuple, list[np.ndarray]] = {}
-        self.held = 0
-
-    def empty(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
-        """An uninitialized array, recycled when a free one of this shape and dtype is pooled."""
-        nbytes = dtype.itemsize * math.prod(shape)
-        if nbytes < self.min_bytes:
-            return np.empty(shape, dtype)
-        bucket = self.buffers.setdefault((shape, dtype.char), [])
-        for buf in bucket:
-            if sys.getrefcount(buf) == 3:  # the bucket, this loop and getrefcount's argument
-                return buf
-        buf = np.empty(shape, dtype)
-        if self.held + nbytes <= self.max_bytes:
-            bucket.append(buf)
-            self.held += nbytes
-        return buf
-
-
-pool = OutputPool()
 
 # a change to fastmath.py must change every generated module: Numba's disk cache keys on the module
 # file, not on the functions it inlines

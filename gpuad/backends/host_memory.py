@@ -1,0 +1,141 @@
+"""Host memory accounting in native code: NumPy's data allocations counted as CuPy's pool counts the GPU's.
+
+NumPy (>= 1.22, NEP 49) lets a program replace the functions that allocate array data. The CPU backend
+installs handlers compiled by Numba (`cfunc`): they call the C library's malloc family and keep live and
+peak bytes in a small counter array, so no Python runs when a tensor is made or freed, and a buffer
+shared by views counts once. Every block carries a 16-byte header with its size, which free and
+realloc read back. Blocks of 4 MiB and more are advised to use huge pages, as NumPy's own handler does.
+
+What is counted: every NumPy buffer allocated after `install()` in the thread that called it (NumPy keeps
+the handler in a context variable: threads started later allocate with NumPy's default and are not
+counted; buffers are always freed by the handler that allocated them). The backend installs it when it
+starts, so the numbers cover tensors, the temporaries inside ops, and any NumPy array the program makes.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+from numba import cfunc, njit, types
+from numba.core.extending import intrinsic
+
+HEADER = 16  # bytes before each block: its size (keeps malloc's 16-byte alignment)
+HUGE_PAGE_MIN = 4 << 20  # NumPy advises huge pages from this size on
+_PAGE = 4096
+_MADV_HUGEPAGE = 14
+_SET_HANDLER_SLOT = 304  # PyDataMem_SetHandler in NumPy's C-API table (numpy/__multiarray_api.h)
+
+# the counters the handlers update: live bytes, peak live bytes, live blocks, huge-page advice on (1/0)
+CURRENT, PEAK, BLOCKS, HUGE = range(4)
+counters = np.zeros(4, np.int64)
+
+_installed = None  # the handler capsule (with what it points to) once installed
+
+
+class _Allocator(ctypes.Structure):  # PyDataMemAllocator (numpy/ndarraytypes.h)
+    _fields_ = [("ctx", ctypes.c_void_p), ("malloc", ctypes.c_void_p), ("calloc", ctypes.c_void_p),
+                ("realloc", ctypes.c_void_p), ("free", ctypes.c_void_p)]
+
+
+class _Handler(ctypes.Structure):  # PyDataMem_Handler, version 1
+    _fields_ = [("name", ctypes.c_char * 127), ("version", ctypes.c_uint8), ("allocator", _Allocator)]
+
+
+_u = types.uintp  # addresses travel as integers: the C ABI passes pointers and size_t alike
+# the C library's functions, resolved by name when the code is linked (so the compiled code caches)
+_malloc = types.ExternalFunction("malloc", _u(_u))
+_calloc = types.ExternalFunction("calloc", _u(_u, _u))
+_realloc = types.ExternalFunction("realloc", _u(_u, _u))
+_free = types.ExternalFunction("free", types.void(_u))
+_madvise = types.ExternalFunction("madvise", types.intc(_u, _u, types.intc))
+
+
+@intrinsic
+def _words(typingctx, address):
+    """The int64 words at an integer address."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+    return types.CPointer(types.int64)(address), codegen
+
+
+@njit(cache=True)
+def _adopt(ctx, block, size):
+    """Write the header of a fresh block of `size` bytes and count it; the address NumPy gets."""
+    if block == 0:
+        return block
+    _words(block)[0] = size
+    c = _words(ctx)
+    current = c[CURRENT] + size
+    c[CURRENT] = current
+    c[BLOCKS] += 1
+    if current > c[PEAK]:
+        c[PEAK] = current
+    data = block + HEADER
+    if size >= HUGE_PAGE_MIN and c[HUGE]:
+        offset = _PAGE - data % _PAGE
+        _madvise(data + offset, size - offset, _MADV_HUGEPAGE)
+    return data
+
+
+@cfunc(_u(_u, _u), cache=True)
+def _handler_malloc(ctx, size):
+    return _adopt(ctx, _malloc(size + HEADER), size)
+
+
+@cfunc(_u(_u, _u, _u), cache=True)
+def _handler_calloc(ctx, count, itemsize):
+    size = count * itemsize
+    return _adopt(ctx, _calloc(1, size + HEADER), size)
+
+
+@cfunc(_u(_u, _u, _u), cache=True)
+def _handler_realloc(ctx, data, size):
+    if data == 0:
+        return _adopt(ctx, _malloc(size + HEADER), size)
+    block = _realloc(data - HEADER, size + HEADER)
+    if block == 0:
+        return block  # the old block is untouched and still counted
+    c = _words(ctx)
+    c[CURRENT] -= _words(block)[0]
+    c[BLOCKS] -= 1
+    return _adopt(ctx, block, size)
+
+
+@cfunc(types.void(_u, _u, _u), cache=True)
+def _handler_free(ctx, data, size):
+    if data != 0:
+        c = _words(ctx)
+        c[CURRENT] -= _words(data - HEADER)[0]
+        c[BLOCKS] -= 1
+        _free(data - HEADER)
+
+
+def install() -> bool:
+    """Count NumPy's allocations in this thread from now on; False where this NumPy has no handler API."""
+    global _installed
+    if _installed is not None:
+        return True
+    try:
+        api = ctypes.pythonapi
+        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        api.PyCapsule_New.restype = ctypes.py_object
+        api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        table = api.PyCapsule_GetPointer(np._core.multiarray._ARRAY_API, None)
+    except AttributeError:  # no C-API table to find the handler setter in
+        return False
+    counters[HUGE] = int(np._core.multiarray._get_madvise_hugepage())
+    functions = _handler_malloc, _handler_calloc, _handler_realloc, _handler_free
+    handler = _Handler(b"gpuad_counting", 1, _Allocator(counters.ctypes.data, *(f.address for f in functions)))
+    capsule = api.PyCapsule_New(ctypes.addressof(handler), b"mem_handler", None)
+    slot = ctypes.c_void_p.from_address(table + _SET_HANDLER_SLOT * ctypes.sizeof(ctypes.c_void_p)).value
+    ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object)(slot)(capsule)
+    # the struct, its capsule and the compiled code must outlive every array allocated with them: they are
+    # never released (arrays freed during interpreter shutdown still call into them)
+    _installed = (capsule, handler, functions)
+    return True
+
+
+def installed() -> bool:
+    return _installed is not None
