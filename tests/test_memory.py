@@ -83,7 +83,8 @@ def test_counting_sees_temporaries_realloc_and_only_the_importing_thread():
     worker.start()
     worker.join()
     assert ga.memory.stats()["current_bytes"] - start == 24000  # another thread: NumPy's default handler
-    del x, y, a, made
+    del x, y, a
+    made.clear()
     assert ga.memory.stats()["current_bytes"] == start
     assert ga.memory.stats()["counted"] is True
 

@@ -117,7 +117,17 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                     wrt = tuple([i for i in wrt if (needed[edges[i]] if type(edges[i]) is Node
                                                      else id(edges[i]) in targets)])
                 if wrt:
-                    for i, gi in _vjps(node, g, create_graph, wrt):
+                    try:
+                        grads = _vjps(node, g, create_graph, wrt)
+                    except MemoryError as exc:
+                        grads = _vjps_after_emptying(node, g, create_graph, wrt, exc)
+                    shapes, dtypes = node.shapes, node.dtypes
+                    for i, gi in zip(wrt, grads):
+                        if gi is None:
+                            continue
+                        data = gi._data
+                        if data.shape != shapes[i] or data.dtype is not dtypes[i]:
+                            gi = _sum_to(gi, shapes[i], dtypes[i])
                         edge = edges[i]
                         if type(edge) is Node:
                             prev = pending.get(edge)
@@ -135,38 +145,33 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
     return results if inputs is not None else None
 
 
-def _vjps(node, g, create_graph, wrt, retry: bool = True) -> list:
-    """(input index, gradient reduced to that input's shape) for the inputs in `wrt`. On out of memory
-    (CuPy's OutOfMemoryError is a MemoryError) return the device pool's cached blocks to the driver and
-    retry once, then raise with the device's memory statistics."""
+def _vjps(node, g, create_graph, wrt) -> list:
+    """The gradients (or None) of the inputs in `wrt`, by the op's fast VJP when nothing is recorded
+    and it applies, else by its rules on the node's context."""
     op = node.op
+    if not create_graph and op.fast_vjp is not None:
+        grads = op.fast_vjp(node, g, wrt)
+        if grads is not None:
+            return grads
+    ctx = node.context(create_graph)
+    if op.joint_vjp:
+        return op.vjp(ctx, g, wrt)
+    rules = op.vjp
+    return [rules[i](ctx, g) for i in wrt]
+
+
+def _vjps_after_emptying(node, g, create_graph, wrt, exc) -> list:
+    """Out of memory in a VJP (CuPy's OutOfMemoryError is a MemoryError): return the device pool's cached
+    blocks to the driver and retry once, then raise with the device's memory statistics."""
+    backend = g._backend
+    backend.empty_cache()
     try:
-        ctx = node.context(create_graph)
-        if op.joint_vjp:
-            grads = op.vjp(ctx, g, wrt)
-        else:
-            rules = op.vjp
-            grads = [rules[i](ctx, g) for i in wrt]
-        out = []
-        for i, gi in zip(wrt, grads):
-            if gi is not None:
-                data, shape, dtype = gi._data, node.shapes[i], node.dtypes[i]
-                if data.shape != shape or data.dtype is not dtype:
-                    gi = _sum_to(gi, shape, dtype)
-                out.append((i, gi))
-        return out
-    except MemoryError as exc:
-        if not retry:
-            raise
-        backend = g._backend
-        backend.empty_cache()
-        try:
-            return _vjps(node, g, create_graph, wrt, retry=False)
-        except MemoryError as again:
-            raise MemoryError(
-                f"backward: out of memory in {node.name} on {backend.device} (gradient {g.shape} {g.dtype}) "
-                f"even after freeing the pool's cached blocks ({exc}); memory: {backend.memory_stats()}. "
-                "Free tensors, use a smaller batch, or ga.checkpoint segments of the model") from again
+        return _vjps(node, g, create_graph, wrt)
+    except MemoryError as again:
+        raise MemoryError(
+            f"backward: out of memory in {node.name} on {backend.device} (gradient {g.shape} {g.dtype}) "
+            f"even after freeing the pool's cached blocks ({exc}); memory: {backend.memory_stats()}. "
+            "Free tensors, use a smaller batch, or ga.checkpoint segments of the model") from again
 
 
 def backward(tensor, grad=None, retain_graph=None, create_graph=False) -> None:

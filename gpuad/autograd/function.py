@@ -22,13 +22,16 @@ class Op:
     of indices) in one call, a gradient or None for each.
     `save[i]` lists (space-separated) the names the VJP rule of input i reads: input names or "y".
     `view` marks ops whose output shares its first input's memory (and so its version counter).
-    A `jvp` given as one callable `(ctx, tangents)` sees all tangents at once (None for zero)."""
+    A `jvp` given as one callable `(ctx, tangents)` sees all tangents at once (None for zero).
+    `fast_vjp(node, g, wrt)`, optional, computes the same gradients straight from the node's saved
+    tensors when the backward is not recorded, skipping the ctx; it returns None where it does not apply
+    (the rules then run)."""
 
     __slots__ = ("name", "forward", "vjp", "jvp", "args", "save", "view", "differentiable", "variadic",
-                 "joint_vjp", "moves_device", "save_plan")
+                 "joint_vjp", "moves_device", "save_plan", "fast_vjp")
 
     def __init__(self, name, forward, vjp=None, jvp=None, args=("x",), save=None, view=False,
-                 moves_device=False):
+                 moves_device=False, fast_vjp=None):
         self.name = name
         self.forward = forward
         self.variadic = isinstance(args, str)
@@ -37,6 +40,7 @@ class Op:
         self.jvp = jvp
         self.differentiable = vjp is not None
         self.joint_vjp = callable(vjp)
+        self.fast_vjp = fast_vjp
         n = 1 if self.variadic else len(self.args)
         save = save if save is not None else ("",) * n
         if isinstance(save, str):

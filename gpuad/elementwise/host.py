@@ -18,7 +18,13 @@ def pointwise(program, *arrays):
             if result is not None:
                 return result
             break
-    return numpy_target.evaluate(program, _xp or _namespace(), arrays)
+    n = len(arrays)  # numpy_target.evaluate, inlined: this runs for every small op
+    key = arrays[0].dtype if n == 1 else (arrays[0].dtype, arrays[1].dtype) if n == 2 else tuple(
+        [a.dtype for a in arrays])
+    run = program.numpy_plans.get(key)
+    if run is None:
+        run = program.numpy_plans[key] = numpy_target.runner(program, _xp or _namespace(), arrays)
+    return run(*arrays)
 
 
 def _import_numba():

@@ -2,6 +2,8 @@
 array namespace's ufuncs, generated once per program; broadcasting and dtypes are NumPy's own."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .program import Program, result_dtypes
@@ -46,6 +48,8 @@ def python_source(program: Program) -> str:
     params = ", ".join(v.value for v in program.inputs)
     body = "\n".join(lines)
     ret = outs if program.n_outputs == 1 else f"({outs},)"
+    if program.n_outputs == 1 and program.outputs[0].op not in ("var", "const"):  # a 0-d result is a scalar
+        ret = f"{outs} if type({outs}) is xp.ndarray else xp.asarray({outs})"
     return f"def run(xp, dt{', ' if params else ''}{params}):\n{body}\n    return {ret}\n"
 
 
@@ -65,22 +69,31 @@ def evaluate(program: Program, xp, arrays: tuple):
     n = len(arrays)  # the key: the dtype, or a tuple of dtypes (built without a comprehension's call)
     key = arrays[0].dtype if n == 1 else (arrays[0].dtype, arrays[1].dtype) if n == 2 else tuple(
         [a.dtype for a in arrays])
-    plan = program.numpy_plans.get(key)
-    if plan is None:
-        compute, out_dtype = result_dtypes(program, tuple([a.dtype for a in arrays]))
-        direct = compute == out_dtype and all(o.op not in ("var", "const") for o in program.outputs)
-        single = program.n_outputs == 1
-        plan = program.numpy_plans[key] = (compile_numpy(program), compute, out_dtype, direct, single)
-    fn, compute, out_dtype, direct, single = plan
-    if direct:
-        result = fn(xp, compute, *arrays)
-        if single:
-            return result if type(result) is _ndarray else xp.asarray(result)
-        return _distinct(xp, result)
+    run = program.numpy_plans.get(key)
+    if run is None:
+        run = program.numpy_plans[key] = runner(program, xp, arrays)
+    return run(*arrays)
+
+
+def runner(program: Program, xp, arrays: tuple):
+    """The callable evaluating `program` on arrays of these dtypes (kept in `program.numpy_plans`): the
+    generated function itself, bound to its dtype, when NumPy's promotion already gives the output dtype."""
+    fn = compile_numpy(program)
+    compute, out_dtype = result_dtypes(program, tuple([a.dtype for a in arrays]))
+    if compute == out_dtype and all(o.op not in ("var", "const") for o in program.outputs):
+        if program.n_outputs == 1:
+            return functools.partial(fn, xp, compute)
+        return lambda *arrays: _distinct(xp, fn(xp, compute, *arrays))
+    return lambda *arrays: _fixed(program, xp, fn, compute, out_dtype, arrays)
+
+
+def _fixed(program: Program, xp, fn, compute, out_dtype, arrays: tuple):
+    """Outputs of the right dtype and shape where promotion alone does not give them: float16 inputs
+    compute in float32; an output that is an input or a constant is broadcast to the output's shape."""
     if compute != out_dtype:
         arrays = tuple(a.astype(compute) if a.dtype == out_dtype else a for a in arrays)
     results = fn(xp, compute, *arrays)
-    results = (results,) if single else results
+    results = (results,) if program.n_outputs == 1 else results
     shape = None
     fixed = []
     for node, r in zip(program.outputs, results):

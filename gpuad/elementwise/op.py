@@ -53,9 +53,36 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
             plan = plans[wrt] = _vjp_plan(program, args, wrt)
         return _gradients(plan, ctx, g, wrt)
 
+    def fast_vjp(node, g, wrt):
+        """The derived VJP program on the saved arrays, without a ctx: for a node whose saved tensors are
+        unchanged and carry no tangents, and that is not linearized; None otherwise."""
+        plan = plans.get(wrt)
+        if plan is None or node.params is not NO_PARAMS or g._fw is not None:
+            return None
+        vp, names, passthrough = plan
+        saved = node.saved
+        if saved is None:
+            return None  # freed: the rule path raises the error
+        arrays = []
+        for name in names:
+            if name is None:
+                arrays.append(g._data)
+                continue
+            t, version = saved[name]
+            if t._version[0] != version or t._fw is not None:
+                return None
+            arrays.append(t._data)
+        if passthrough is not None:  # linear ops: the outputs are g (or an input) itself
+            return [(g if names[k] is None else saved[names[k]][0]) if k >= 0 else None for k in passthrough]
+        backend = g._backend
+        out = backend.xp.pointwise(vp, *arrays)
+        if len(wrt) == 1:
+            return [Tensor._wrap(out, backend)]
+        return [Tensor._wrap(a, backend) for a in out]
+
     jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
     found = program.compiled["op"] = Op(program.name, forward, vjp=vjp if differentiable else None, jvp=jvp,
-                                        args=args, save=save)
+                                        args=args, save=save, fast_vjp=fast_vjp if differentiable else None)
     return found
 
 

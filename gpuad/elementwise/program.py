@@ -31,7 +31,7 @@ class Program:
         self.digest = hashlib.sha1(self.key.encode()).hexdigest()[:16]
         self._derived: dict = {}
         self.compiled: dict = {}  # target-specific compiled forms, filled by the code generators
-        self.numpy_plans: dict = {}  # the NumPy target's plan per input dtypes (see numpy_target.evaluate)
+        self.numpy_plans: dict = {}  # the NumPy target's runner per input dtypes (see numpy_target.runner)
 
     def __repr__(self) -> str:
         return f"<pointwise program {self.name} {self.outputs}>"
