@@ -25,13 +25,14 @@ class Op:
     A `jvp` given as one callable `(ctx, tangents)` sees all tangents at once (None for zero).
     `fast_vjp(node, g, wrt)`, optional, computes the same gradients straight from the node's saved
     tensors when the backward is not recorded, skipping the ctx; it returns None where it does not apply
-    (the rules then run)."""
+    (the rules then run). An op running a pointwise `program` gives it: apply calls the backend's
+    `xp.pointwise(program, *arrays)` itself when there are no params, a call less than `forward`."""
 
     __slots__ = ("name", "forward", "vjp", "jvp", "args", "save", "view", "differentiable", "variadic",
-                 "joint_vjp", "moves_device", "save_plan", "fast_vjp")
+                 "joint_vjp", "moves_device", "save_plan", "fast_vjp", "program")
 
     def __init__(self, name, forward, vjp=None, jvp=None, args=("x",), save=None, view=False,
-                 moves_device=False, fast_vjp=None):
+                 moves_device=False, fast_vjp=None, program=None):
         self.name = name
         self.forward = forward
         self.variadic = isinstance(args, str)
@@ -41,6 +42,7 @@ class Op:
         self.differentiable = vjp is not None
         self.joint_vjp = callable(vjp)
         self.fast_vjp = fast_vjp
+        self.program = program  # a pointwise Program: without params apply runs xp.pointwise on it directly
         n = 1 if self.variadic else len(self.args)
         save = save if save is not None else ("",) * n
         if isinstance(save, str):
@@ -79,7 +81,10 @@ def apply(op: Op, inputs: tuple, params: dict):
             needs_grad = True
         arrays.append(t._data)
     try:
-        data = op.forward(backend.xp, *arrays, **params)
+        if params is NO_PARAMS and op.program is not None:
+            data = backend.xp.pointwise(op.program, *arrays)
+        else:
+            data = op.forward(backend.xp, *arrays, **params)
     except GpuadError:
         raise
     except IndexError as exc:
@@ -107,29 +112,36 @@ def _record(op, inputs, params, out, arrays=None) -> None:
     saved = {}
     edges = []
     wrt = []
-    shapes = []
-    dtypes = []
     plans = op.save_plan
-    for i, t in enumerate(inputs):
-        a = arrays[i]
-        shapes.append(a.shape)
-        dtypes.append(a.dtype)
-        if not t._requires_grad:
+    variadic = op.variadic
+    i = 0
+    for t in inputs:
+        if t._requires_grad:
+            edges.append(t.grad_fn or t)
+            wrt.append(i)
+            for name, j in plans[0 if variadic else i]:
+                if name in saved:
+                    continue
+                if j == -1:
+                    saved[name] = (out._alias(), out._version[0])
+                elif j is None:
+                    saved[name] = tuple((u, u._version[0]) for u in inputs)
+                else:
+                    u = inputs[j]
+                    saved[name] = (u, u._version[0])
+        else:
             edges.append(None)
-            continue
-        edges.append(t.grad_fn or t)
-        wrt.append(i)
-        for name, j in plans[0 if op.variadic else i]:
-            if name in saved:
-                continue
-            if j == -1:
-                saved[name] = (out._alias(), out._version[0])
-            elif j is None:
-                saved[name] = tuple((u, u._version[0]) for u in inputs)
-            else:
-                u = inputs[j]
-                saved[name] = (u, u._version[0])
-    out.grad_fn = Node(op, params, tuple(edges), tuple(wrt), tuple(shapes), tuple(dtypes), saved)
+        i += 1
+    n = len(arrays)  # comprehensions are calls (Python 3.11): unrolled for one and two inputs
+    if n == 1:
+        a = arrays[0]
+        shapes, dtypes = (a.shape,), (a.dtype,)
+    elif n == 2:
+        a, b = arrays
+        shapes, dtypes = (a.shape, b.shape), (a.dtype, b.dtype)
+    else:
+        shapes, dtypes = tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays])
+    out.grad_fn = Node(op, params, tuple(edges), tuple(wrt), shapes, dtypes, saved)
     out._requires_grad = True
 
 

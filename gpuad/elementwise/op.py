@@ -82,7 +82,8 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
 
     jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
     found = program.compiled["op"] = Op(program.name, forward, vjp=vjp if differentiable else None, jvp=jvp,
-                                        args=args, save=save, fast_vjp=fast_vjp if differentiable else None)
+                                        args=args, save=save, fast_vjp=fast_vjp if differentiable else None,
+                                        program=program)
     return found
 
 
