@@ -98,6 +98,7 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
         root_nodes.append(node)
 
     needed, deps = _plan(root_nodes, target_nodes or {}, targets)
+    every = targets is None  # backward(): every node reached is needed (see _plan)
     ready = [n for n in dict.fromkeys(root_nodes) if needed[n] and deps.get(n, 0) == 0]
     with set_grad_enabled(create_graph):
         while ready:
@@ -118,7 +119,10 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                                                      else id(edges[i]) in targets)])
                 if wrt:
                     try:
-                        grads = _vjps(node, g, create_graph, wrt)
+                        fast = None if create_graph else node.op.fast_vjp  # _vjps' first step, inlined
+                        grads = fast(node, g, wrt) if fast is not None else None
+                        if grads is None:
+                            grads = _vjps(node, g, create_graph, wrt)
                     except MemoryError as exc:
                         grads = _vjps_after_emptying(node, g, create_graph, wrt, exc)
                     shapes, dtypes = node.shapes, node.dtypes
@@ -137,7 +141,7 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
             if not retain_graph:
                 node.saved = None  # freed: the saved tensors' buffers go back to the allocator now
             for edge in edges:
-                if type(edge) is Node and needed[edge]:
+                if type(edge) is Node and (every or needed[edge]):
                     left = deps[edge] - 1
                     deps[edge] = left
                     if left == 0:

@@ -87,6 +87,8 @@ def _binary(name: str, reflected: bool = False):
     def fn(a, b):
         if reflected:
             a, b = b, a
+        if isinstance(a, Tensor) and isinstance(b, Tensor):  # the common case first
+            return apply(op_, (a, b), NO_PARAMS)
         if isinstance(a, Value) or isinstance(b, Value):
             return scalar(Value(lift(a)), Value(lift(b)))
         a, b = operands(a, b)
