@@ -8,6 +8,8 @@ from . import dtypes as _dtypes
 from .backends import for_device
 from .errors import DtypeError, GradError
 
+_new = object.__new__
+
 
 class Tensor:
     """A device array with autograd state.
@@ -24,10 +26,11 @@ class Tensor:
         for name in ("_data", "_backend", "_requires_grad", "grad", "grad_fn", "_version", "_fw"):
             setattr(self, name, getattr(t, name))
 
-    @classmethod
-    def _wrap(cls, data, backend) -> Tensor:
-        """A new leaf around a backend array (no copy); the one constructor every op output takes."""
-        self = object.__new__(cls)
+    @staticmethod
+    def _wrap(data, backend) -> Tensor:
+        """A new leaf around a backend array (no copy); the one constructor every op output takes (a
+        staticmethod: no bound method is made per call)."""
+        self = _new(Tensor)
         self._data = data
         self._backend = backend
         self._requires_grad = False

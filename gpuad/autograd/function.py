@@ -29,7 +29,7 @@ class Op:
     `xp.pointwise(program, *arrays)` itself when there are no params, a call less than `forward`."""
 
     __slots__ = ("name", "forward", "vjp", "jvp", "args", "save", "view", "differentiable", "variadic",
-                 "joint_vjp", "moves_device", "save_plan", "fast_vjp", "program")
+                 "joint_vjp", "moves_device", "saves", "fast_vjp", "program")
 
     def __init__(self, name, forward, vjp=None, jvp=None, args=("x",), save=None, view=False,
                  moves_device=False, fast_vjp=None, program=None):
@@ -48,16 +48,26 @@ class Op:
         if isinstance(save, str):
             save = (save,)
         self.save = tuple(tuple(s.split()) for s in save)
-        # per input: (name, index of the input it names, or -1 for the output y; None: variadic)
-        self.save_plan = tuple(tuple((name, -1 if name == "y" else None if self.variadic else self.args.index(name))
-                                     for name in names) for names in self.save)
+        self.saves: dict = {}  # wrt -> what a node saves for those inputs (see saves_for)
         self.view = view
         self.moves_device = moves_device  # params["device"] is the output's backend (to_device)
 
     def __repr__(self) -> str:
         return f"<gpuad op {self.name}>"
 
+    def saves_for(self, wrt: tuple) -> tuple:
+        """What a node saves when the inputs in `wrt` need a gradient: (name, source) once per name that
+        their rules read; source is the input's index, -1 for the output y, None for all inputs
+        (variadic). Kept per `wrt` in `saves`."""
+        found = {}
+        for i in wrt:
+            for name in self.save[0 if self.variadic else i]:
+                found.setdefault(name, -1 if name == "y" else None if self.variadic else self.args.index(name))
+        spec = self.saves[wrt] = tuple(found.items())
+        return spec
 
+
+_new = object.__new__
 NO_PARAMS: dict = {}  # the params of ops that take none (shared, never mutated)
 
 
@@ -109,29 +119,29 @@ def _record(op, inputs, params, out, arrays=None) -> None:
     `arrays` are the inputs' arrays when the caller (apply) already has them."""
     if arrays is None:
         arrays = [t._data for t in inputs]
-    saved = {}
     edges = []
     wrt = []
-    plans = op.save_plan
-    variadic = op.variadic
     i = 0
     for t in inputs:
         if t._requires_grad:
             edges.append(t.grad_fn or t)
             wrt.append(i)
-            for name, j in plans[0 if variadic else i]:
-                if name in saved:
-                    continue
-                if j == -1:
-                    saved[name] = (out._alias(), out._version[0])
-                elif j is None:
-                    saved[name] = tuple((u, u._version[0]) for u in inputs)
-                else:
-                    u = inputs[j]
-                    saved[name] = (u, u._version[0])
         else:
             edges.append(None)
         i += 1
+    wrt = tuple(wrt)
+    saves = op.saves.get(wrt)
+    if saves is None:
+        saves = op.saves_for(wrt)
+    saved = {}
+    for name, j in saves:
+        if j == -1:
+            saved[name] = (out._alias(), out._version[0])
+        elif j is None:
+            saved[name] = tuple((u, u._version[0]) for u in inputs)
+        else:
+            u = inputs[j]
+            saved[name] = (u, u._version[0])
     n = len(arrays)  # comprehensions are calls (Python 3.11): unrolled for one and two inputs
     if n == 1:
         a = arrays[0]
@@ -141,7 +151,16 @@ def _record(op, inputs, params, out, arrays=None) -> None:
         shapes, dtypes = (a.shape, b.shape), (a.dtype, b.dtype)
     else:
         shapes, dtypes = tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays])
-    out.grad_fn = Node(op, params, tuple(edges), tuple(wrt), shapes, dtypes, saved)
+    node = _new(Node)
+    node.op = op
+    node.params = params
+    node.edges = tuple(edges)
+    node.wrt = wrt
+    node.shapes = shapes
+    node.dtypes = dtypes
+    node.saved = saved
+    node.retained = None
+    out.grad_fn = node
     out._requires_grad = True
 
 

@@ -15,19 +15,13 @@ class Ctx:
 
 class Node:
     """A recorded application of `op`; `edges[i]` leads to input i's Node, leaf Tensor, or None;
-    `wrt` lists the inputs with an edge (those that need a gradient)."""
+    `wrt` lists the inputs with an edge (those that need a gradient); `shapes` and `dtypes` are the
+    inputs'; `saved` maps a name to (tensor, version when saved), or a tuple of those (variadic), until
+    freed (None); `retained` is a weakref to a non-leaf output whose .grad the user asked to keep.
+    Made field by field by autograd.function._record, the one place nodes are made (no __init__ call
+    per op)."""
 
     __slots__ = ("op", "params", "edges", "wrt", "shapes", "dtypes", "saved", "retained", "__weakref__")
-
-    def __init__(self, op, params, edges, wrt, shapes, dtypes, saved):
-        self.op = op
-        self.params = params
-        self.edges = edges
-        self.wrt = wrt
-        self.shapes = shapes
-        self.dtypes = dtypes
-        self.saved = saved  # name -> (tensor, version when saved) | tuple of those (variadic)
-        self.retained = None  # weakref to a non-leaf output whose .grad the user asked to keep
 
     def __repr__(self) -> str:
         return f"<{self.op.name}Backward>"

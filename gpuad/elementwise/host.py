@@ -11,17 +11,21 @@ NUMBA_MIN_SIZE = 1 << 15  # below this, NumPy's per-call cost is lower than a pa
 
 def pointwise(program, *arrays):
     """Evaluate `program` on host arrays (NumPy broadcasting and dtypes): one array or a tuple."""
-    for a in arrays:
-        if a.size >= NUMBA_MIN_SIZE:
-            target = _numba if _numba is not None else _import_numba()
-            result = target.run(program, arrays) if target else None
-            if result is not None:
-                return result
-            break
-    n = len(arrays)  # numpy_target.evaluate, inlined: this runs for every small op
-    key = arrays[0].dtype if n == 1 else (arrays[0].dtype, arrays[1].dtype) if n == 2 else tuple(
-        [a.dtype for a in arrays])
-    run = program.numpy_plans.get(key)
+    n = len(arrays)  # the dtype key and the size test, unrolled for one and two inputs (most calls)
+    if n == 1:
+        a = arrays[0]
+        key, big = a.dtype, a.size >= NUMBA_MIN_SIZE
+    elif n == 2:
+        a, b = arrays
+        key, big = (a.dtype, b.dtype), a.size >= NUMBA_MIN_SIZE or b.size >= NUMBA_MIN_SIZE
+    else:
+        key, big = tuple([a.dtype for a in arrays]), max([a.size for a in arrays]) >= NUMBA_MIN_SIZE
+    if big:
+        target = _numba if _numba is not None else _import_numba()
+        result = target.run(program, arrays) if target else None
+        if result is not None:
+            return result
+    run = program.numpy_plans.get(key)  # numpy_target.evaluate, inlined
     if run is None:
         run = program.numpy_plans[key] = numpy_target.runner(program, _xp or _namespace(), arrays)
     return run(*arrays)
