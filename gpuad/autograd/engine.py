@@ -23,22 +23,24 @@ def _off_graph(g):
 
 
 def _plan(root_nodes, target_nodes, target_leaves):
-    """The nodes backward must run (those with a path to a target), and for each how many of those
-    nodes point at it, so it runs only after all its consumers. Post-order DFS, no recursion."""
+    """The nodes backward must run (those with a path to a target; None when that is every node reached),
+    and for each how many of those nodes point at it, so it runs only after all its consumers.
+    Post-order DFS, no recursion."""
     if target_leaves is None and not target_nodes:
         # .backward(): every recorded node has an edge to a node or a leaf that requires grad, so
-        # every reachable node is needed; one counting pass suffices (half the cost per node)
-        needed = dict.fromkeys(root_nodes, True)
+        # every reachable node is needed (None: no lookup); one counting pass suffices
         deps: dict[Node, int] = {}
-        stack = list(needed)
+        stack = list(root_nodes)
         while stack:
             for e in stack.pop().edges:
                 if type(e) is Node:
-                    deps[e] = deps.get(e, 0) + 1
-                    if e not in needed:
-                        needed[e] = True
+                    count = deps.get(e)
+                    if count is None:
+                        deps[e] = 1
                         stack.append(e)
-        return needed, deps
+                    else:
+                        deps[e] = count + 1
+        return None, deps
     needed: dict[Node, bool] = {}
     stack = [(n, False) for n in root_nodes]
     while stack:
@@ -98,8 +100,8 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
         root_nodes.append(node)
 
     needed, deps = _plan(root_nodes, target_nodes or {}, targets)
-    every = targets is None  # backward(): every node reached is needed (see _plan)
-    ready = [n for n in dict.fromkeys(root_nodes) if needed[n] and deps.get(n, 0) == 0]
+    every = needed is None  # backward(): every node reached is needed (see _plan)
+    ready = [n for n in dict.fromkeys(root_nodes) if (every or needed[n]) and deps.get(n, 0) == 0]
     with set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()

@@ -68,6 +68,7 @@ class Op:
 
 
 _new = object.__new__
+_WRT = ((), (0,), (1,), (0, 1))  # wrt of one or two inputs, by which need a gradient (bit i: input i)
 NO_PARAMS: dict = {}  # the params of ops that take none (shared, never mutated)
 
 
@@ -119,17 +120,21 @@ def _record(op, inputs, params, out, arrays=None) -> None:
     `arrays` are the inputs' arrays when the caller (apply) already has them."""
     if arrays is None:
         arrays = [t._data for t in inputs]
-    edges = []
-    wrt = []
-    i = 0
-    for t in inputs:
-        if t._requires_grad:
-            edges.append(t.grad_fn or t)
-            wrt.append(i)
-        else:
-            edges.append(None)
-        i += 1
-    wrt = tuple(wrt)
+    n = len(inputs)  # edges, wrt, shapes, dtypes: unrolled for one and two inputs (most ops; no lists)
+    if n == 1:  # it needs a gradient (the caller checked that one does)
+        x, a = inputs[0], arrays[0]
+        edges, wrt, shapes, dtypes = (x.grad_fn or x,), _WRT[1], (a.shape,), (a.dtype,)
+    elif n == 2:
+        x, y = inputs
+        gx, gy = x._requires_grad, y._requires_grad
+        edges = ((x.grad_fn or x) if gx else None, (y.grad_fn or y) if gy else None)
+        wrt = _WRT[gx + 2 * gy]
+        a, b = arrays
+        shapes, dtypes = (a.shape, b.shape), (a.dtype, b.dtype)
+    else:
+        edges = tuple([(t.grad_fn or t) if t._requires_grad else None for t in inputs])
+        wrt = tuple([i for i, t in enumerate(inputs) if t._requires_grad])
+        shapes, dtypes = tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays])
     saves = op.saves.get(wrt)
     if saves is None:
         saves = op.saves_for(wrt)
@@ -142,19 +147,10 @@ def _record(op, inputs, params, out, arrays=None) -> None:
         else:
             u = inputs[j]
             saved[name] = (u, u._version[0])
-    n = len(arrays)  # comprehensions are calls (Python 3.11): unrolled for one and two inputs
-    if n == 1:
-        a = arrays[0]
-        shapes, dtypes = (a.shape,), (a.dtype,)
-    elif n == 2:
-        a, b = arrays
-        shapes, dtypes = (a.shape, b.shape), (a.dtype, b.dtype)
-    else:
-        shapes, dtypes = tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays])
     node = _new(Node)
     node.op = op
     node.params = params
-    node.edges = tuple(edges)
+    node.edges = edges
     node.wrt = wrt
     node.shapes = shapes
     node.dtypes = dtypes

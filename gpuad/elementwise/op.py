@@ -63,6 +63,8 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
         saved = node.saved
         if saved is None:
             return None  # freed: the rule path raises the error
+        if passthrough is not None:  # linear ops: the outputs are g (or an input) itself
+            return [(g if names[k] is None else saved[names[k]][0]) if k >= 0 else None for k in passthrough]
         arrays = []
         for name in names:
             if name is None:
@@ -72,8 +74,6 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
             if t._version[0] != version or t._fw is not None:
                 return None
             arrays.append(t._data)
-        if passthrough is not None:  # linear ops: the outputs are g (or an input) itself
-            return [(g if names[k] is None else saved[names[k]][0]) if k >= 0 else None for k in passthrough]
         backend = g._backend
         out = backend.xp.pointwise(vp, *arrays)
         if len(wrt) == 1:
