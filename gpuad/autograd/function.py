@@ -76,21 +76,37 @@ def _describe(inputs) -> str:
     return ", ".join(f"{tuple(t.shape)} {t.dtype} on {t.device}" for t in inputs)
 
 
+def _device_error(op: Op, inputs) -> DeviceError:
+    return DeviceError(f"{op.name}: expected all tensors on the same device, got {_describe(inputs)}; "
+                       "move them with .to(device) first")
+
+
 def apply(op: Op, inputs: tuple, params: dict):
     """Run `op` on tensors `inputs` with static `params`; the single path every op takes."""
-    backend = inputs[0]._backend
-    dual = needs_grad = False  # one pass over the inputs: devices, tangents, grad, arrays
-    arrays = []
-    for t in inputs:
-        if t._backend is not backend:
-            raise DeviceError(
-                f"{op.name}: expected all tensors on the same device, got {_describe(inputs)}; "
-                "move them with .to(device) first")
-        if t._fw is not None:
-            dual = True
-        if t._requires_grad:
-            needs_grad = True
-        arrays.append(t._data)
+    n = len(inputs)  # devices, tangents, grad, arrays: unrolled for one and two inputs (most ops)
+    if n == 1:
+        x = inputs[0]
+        backend, arrays, dual, needs_grad = x._backend, (x._data,), x._fw is not None, x._requires_grad
+    elif n == 2:
+        x, y = inputs
+        backend = x._backend
+        if y._backend is not backend:
+            raise _device_error(op, inputs)
+        arrays = (x._data, y._data)
+        dual = x._fw is not None or y._fw is not None
+        needs_grad = x._requires_grad or y._requires_grad
+    else:
+        backend = inputs[0]._backend
+        dual = needs_grad = False
+        arrays = []
+        for t in inputs:
+            if t._backend is not backend:
+                raise _device_error(op, inputs)
+            if t._fw is not None:
+                dual = True
+            if t._requires_grad:
+                needs_grad = True
+            arrays.append(t._data)
     try:
         if params is NO_PARAMS and op.program is not None:
             data = backend.xp.pointwise(op.program, *arrays)

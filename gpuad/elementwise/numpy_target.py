@@ -2,8 +2,6 @@
 array namespace's ufuncs, generated once per program; broadcasting and dtypes are NumPy's own."""
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from .program import Program, result_dtypes
@@ -22,9 +20,11 @@ _UFUNC = {
 
 
 def python_source(program: Program) -> str:
-    """`def run(xp, dt, a0, ...)`: one namespace call per node; `dt` is the float dtype bools become."""
+    """`def bind(xp, dt)` returning `run(a0, ...)`: one namespace call per node, the functions it calls
+    bound once as closure variables; `dt` is the float dtype bools become."""
     names = {}
     lines = []
+    used = {"ndarray", "asarray"}
     for k, node in enumerate(program.nodes):
         if node.op == "var":
             names[node.uid] = node.value
@@ -37,29 +37,32 @@ def python_source(program: Program) -> str:
         if node.op == "where":
             args[1:] = [f"dt.type({a})" if n.op == "const" else a for a, n in zip(args[1:], node.args[1:])]
         if node.op == "float":
-            expr = f"xp.asarray({args[0]}).astype(dt)"
+            expr = f"asarray({args[0]}).astype(dt)"
         elif node.op == "erfc":
-            expr = f"xp.subtract(1.0, xp.erf({args[0]}))"
+            expr = f"subtract(1.0, erf({args[0]}))"
+            used.update(("subtract", "erf"))
         else:
-            expr = f"xp.{_UFUNC[node.op]}({', '.join(args)})"
+            expr = f"{_UFUNC[node.op]}({', '.join(args)})"
+            used.add(_UFUNC[node.op])
         names[node.uid] = f"t{k}"
-        lines.append(f"    t{k} = {expr}")
+        lines.append(f"        t{k} = {expr}")
     outs = ", ".join(names[o.uid] for o in program.outputs)
     params = ", ".join(v.value for v in program.inputs)
     body = "\n".join(lines)
     ret = outs if program.n_outputs == 1 else f"({outs},)"
     if program.n_outputs == 1 and program.outputs[0].op not in ("var", "const"):  # a 0-d result is a scalar
-        ret = f"{outs} if type({outs}) is xp.ndarray else xp.asarray({outs})"
-    return f"def run(xp, dt{', ' if params else ''}{params}):\n{body}\n    return {ret}\n"
+        ret = f"{outs} if type({outs}) is ndarray else asarray({outs})"
+    bound = "\n".join(f"    {name} = xp.{name}" for name in sorted(used))
+    return f"def bind(xp, dt):\n{bound}\n\n    def run({params}):\n{body}\n        return {ret}\n\n    return run\n"
 
 
 def compile_numpy(program: Program):
-    """The generated function, built once per program and kept on it."""
+    """The generated `bind(xp, dt)`, built once per program and kept on it."""
     fn = program.compiled.get("numpy")
     if fn is None:
         scope: dict = {}
         exec(compile(python_source(program), f"<gpuad pointwise {program.name}>", "exec"), scope)
-        fn = program.compiled["numpy"] = scope["run"]
+        fn = program.compiled["numpy"] = scope["bind"]
     return fn
 
 
@@ -77,13 +80,14 @@ def evaluate(program: Program, xp, arrays: tuple):
 
 def runner(program: Program, xp, arrays: tuple):
     """The callable evaluating `program` on arrays of these dtypes (kept in `program.numpy_plans`): the
-    generated function itself, bound to its dtype, when NumPy's promotion already gives the output dtype."""
-    fn = compile_numpy(program)
+    generated function itself, bound to the namespace and dtype, when NumPy's promotion already gives
+    the output dtype."""
     compute, out_dtype = result_dtypes(program, tuple([a.dtype for a in arrays]))
+    fn = compile_numpy(program)(xp, compute)
     if compute == out_dtype and all(o.op not in ("var", "const") for o in program.outputs):
         if program.n_outputs == 1:
-            return functools.partial(fn, xp, compute)
-        return lambda *arrays: _distinct(xp, fn(xp, compute, *arrays))
+            return fn
+        return lambda *arrays: _distinct(xp, fn(*arrays))
     return lambda *arrays: _fixed(program, xp, fn, compute, out_dtype, arrays)
 
 
@@ -92,7 +96,7 @@ def _fixed(program: Program, xp, fn, compute, out_dtype, arrays: tuple):
     compute in float32; an output that is an input or a constant is broadcast to the output's shape."""
     if compute != out_dtype:
         arrays = tuple(a.astype(compute) if a.dtype == out_dtype else a for a in arrays)
-    results = fn(xp, compute, *arrays)
+    results = fn(*arrays)
     results = (results,) if program.n_outputs == 1 else results
     shape = None
     fixed = []
