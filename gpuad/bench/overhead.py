@@ -181,17 +181,18 @@ def mlp_case(env: Env) -> Case:
 # (group, test on (file, function)) in order: the first match names where a function's self time goes
 PROFILE_GROUPS = (
     ("autograd/function.py apply()", lambda f, n: f.endswith("autograd/function.py") and n == "apply"),
-    ("autograd/function.py _record() + Node()", lambda f, n: f.endswith("autograd/function.py") and n == "_record"
-     or f.endswith("autograd/node.py") and n == "__init__"),
-    ("Tensor._wrap (+ object.__new__)", lambda f, n: f.endswith("gpuad/tensor.py") and n in ("_wrap",)
+    ("autograd/function.py _record() (makes the Node)",
+     lambda f, n: f.endswith("autograd/function.py") and n == "_record"),
+    ("Tensor._wrap, object.__new__ (tensors, nodes)", lambda f, n: f.endswith("gpuad/tensor.py") and n == "_wrap"
      or n.startswith("<built-in method __new__ of type object")),
     ("engine: run_backward/_vjps/_plan/_sum_to", lambda f, n: f.endswith("autograd/engine.py")),
     ("node.context (+ Ctx)", lambda f, n: f.endswith("autograd/node.py")),
     ("op wrappers, operands, scalars (ops/, tensor.py)",
      lambda f, n: "/gpuad/ops/" in f or f.endswith("gpuad/tensor.py")),
-    ("pointwise programs (gpuad/elementwise/)", lambda f, n: "/gpuad/elementwise/" in f),
+    ("pointwise programs: host.pointwise, fast_vjp (gpuad/elementwise/)",
+     lambda f, n: "/gpuad/elementwise/" in f),
     ("other gpuad (mode, ...)", lambda f, n: "/gpuad/" in f),
-    ("NumPy and builtins (the arithmetic itself)", lambda f, n: True),
+    ("NumPy, builtins, generated NumPy-target code (the arithmetic itself)", lambda f, n: True),
 )
 
 
