@@ -154,3 +154,18 @@ def test_output_pool_recycles_only_buffers_nobody_references():
     assert pool.idle_bytes() == 3 * 16 + 12  # every pooled buffer: cached now, nobody uses them
     pool.release()
     assert pool.buffers == {} and pool.held == 0
+
+
+def test_one_arithmetic_op_runs_as_its_numpy_ufunc_at_every_size():
+    from gpuad.elementwise import host
+    from gpuad.ops.elementwise import PROGRAMS
+
+    assert PROGRAMS["mul"].single_arithmetic and PROGRAMS["neg"].single_arithmetic
+    assert not PROGRAMS["relu"].single_arithmetic and not PROGRAMS["tanh"].single_arithmetic
+    assert not PROGRAMS["mul"].vjp((0, 1)).single_arithmetic  # two outputs: fused
+    big = np.arange(host.NUMBA_MIN_SIZE * 2, dtype=np.float32)
+    mul, relu = PROGRAMS["mul"], PROGRAMS["relu"]
+    mul.compiled.pop("numba_plans", None)  # plans another test may have made by calling the target itself
+    np.testing.assert_array_equal(host.pointwise(mul, big, big), big * big)
+    np.testing.assert_array_equal(host.pointwise(relu, big - 10.0), np.maximum(big - 10.0, 0))
+    assert "numba_plans" not in mul.compiled and relu.compiled["numba_plans"]

@@ -1,5 +1,8 @@
 """The CPU backend's `xp.pointwise`: the compiled Numba kernel for large float arrays, the NumPy
-target otherwise (small arrays, integers, no Numba installed, and as the reference)."""
+target otherwise (small arrays, integers, no Numba installed, and as the reference). A program that is
+one add, sub, mul, div or neg always runs as its NumPy ufunc: on a (784, 512) float32 array right after
+a cache flush, `0.01 * g` took 170 us as a ufunc, 187 us as the Numba kernel and 248 us through the
+kernel's call path; a fused program or a transcendental function still gains from the kernel."""
 from __future__ import annotations
 
 from . import numpy_target
@@ -20,7 +23,7 @@ def pointwise(program, *arrays):
         key, big = (a.dtype, b.dtype), a.size >= NUMBA_MIN_SIZE or b.size >= NUMBA_MIN_SIZE
     else:
         key, big = tuple([a.dtype for a in arrays]), max([a.size for a in arrays]) >= NUMBA_MIN_SIZE
-    if big:
+    if big and not program.single_arithmetic:
         target = _numba if _numba is not None else _import_numba()
         result = target.run(program, arrays) if target else None
         if result is not None:

@@ -29,6 +29,9 @@ class Program:
         self.nodes = topological(self.outputs)
         self.key = _canonical_text(self.inputs, self.outputs, self.nodes)
         self.digest = hashlib.sha1(self.key.encode()).hexdigest()[:16]
+        ops = [n.op for n in self.nodes if n.op not in ("var", "const")]
+        # one add/sub/mul/div/neg: NumPy's SIMD loop is as fast as a compiled kernel and costs less to call
+        self.single_arithmetic = len(ops) == 1 and ops[0] in ("add", "sub", "mul", "div", "neg")
         self._derived: dict = {}
         self.compiled: dict = {}  # target-specific compiled forms, filled by the code generators
         self.numpy_plans: dict = {}  # the NumPy target's runner per input dtypes (see numpy_target.runner)
