@@ -156,7 +156,7 @@ def test_output_pool_recycles_only_buffers_nobody_references():
     assert pool.buffers == {} and pool.held == 0
 
 
-def test_one_arithmetic_op_runs_as_its_numpy_ufunc_at_every_size():
+def test_one_arithmetic_op_runs_as_its_numpy_ufunc_below_the_parallel_size():
     from gpuad.elementwise import host
     from gpuad.ops.elementwise import PROGRAMS
 
@@ -169,3 +169,4 @@ def test_one_arithmetic_op_runs_as_its_numpy_ufunc_at_every_size():
     np.testing.assert_array_equal(host.pointwise(mul, big, big), big * big)
     np.testing.assert_array_equal(host.pointwise(relu, big - 10.0), np.maximum(big - 10.0, 0))
     assert "numba_plans" not in mul.compiled and relu.compiled["numba_plans"]
+    assert host.PARALLEL_MIN_SIZE == numba_target.PARALLEL_MIN_SIZE

@@ -1,8 +1,9 @@
 """The CPU backend's `xp.pointwise`: the compiled Numba kernel for large float arrays, the NumPy
 target otherwise (small arrays, integers, no Numba installed, and as the reference). A program that is
-one add, sub, mul, div or neg always runs as its NumPy ufunc: on a (784, 512) float32 array right after
-a cache flush, `0.01 * g` took 170 us as a ufunc, 187 us as the Numba kernel and 248 us through the
-kernel's call path; a fused program or a transcendental function still gains from the kernel."""
+one add, sub, mul, div or neg runs as its NumPy ufunc below the size where the kernels go parallel: on a
+(784, 512) float32 array right after a cache flush, `0.01 * g` took 170 us as a ufunc, 187 us as the
+Numba kernel and 248 us through the kernel's call path; a fused program or a transcendental function
+still gains from the kernel, and so does a large array from all cores."""
 from __future__ import annotations
 
 from . import numpy_target
@@ -10,20 +11,21 @@ from . import numpy_target
 _xp = None
 _numba = None  # the numba_target module once imported; False when Numba is not installed
 NUMBA_MIN_SIZE = 1 << 15  # below this, NumPy's per-call cost is lower than a parallel launch
+PARALLEL_MIN_SIZE = 1 << 22  # numba_target.PARALLEL_MIN_SIZE: from here its kernels use every core
 
 
 def pointwise(program, *arrays):
     """Evaluate `program` on host arrays (NumPy broadcasting and dtypes): one array or a tuple."""
-    n = len(arrays)  # the dtype key and the size test, unrolled for one and two inputs (most calls)
+    n = len(arrays)  # the dtype key and the largest size, unrolled for one and two inputs (most calls)
     if n == 1:
         a = arrays[0]
-        key, big = a.dtype, a.size >= NUMBA_MIN_SIZE
+        key, size = a.dtype, a.size
     elif n == 2:
         a, b = arrays
-        key, big = (a.dtype, b.dtype), a.size >= NUMBA_MIN_SIZE or b.size >= NUMBA_MIN_SIZE
+        key, size = (a.dtype, b.dtype), a.size if a.size > b.size else b.size
     else:
-        key, big = tuple([a.dtype for a in arrays]), max([a.size for a in arrays]) >= NUMBA_MIN_SIZE
-    if big and not program.single_arithmetic:
+        key, size = tuple([a.dtype for a in arrays]), max([a.size for a in arrays])
+    if size >= NUMBA_MIN_SIZE and (size >= PARALLEL_MIN_SIZE or not program.single_arithmetic):
         target = _numba if _numba is not None else _import_numba()
         result = target.run(program, arrays) if target else None
         if result is not None:
