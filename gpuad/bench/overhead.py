@@ -22,8 +22,9 @@ def chain_inputs(size: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(rng.standard_normal(size).astype(np.float32) for _ in range(3))
 
 
-def chain_run(x, a, b) -> Callable[[], Any]:
-    """The chain written once for gpuad and torch tensors (x requires grad); returns (sum, x.grad)."""
+def chain_run(x, a, b, backward: bool = True) -> Callable[[], Any]:
+    """The chain written once for gpuad and torch tensors (x requires grad); returns (sum, x.grad), or
+    the sum alone when `backward` is off (the forward with its graph recorded, then dropped)."""
 
     def run():
         x.grad = None
@@ -31,29 +32,32 @@ def chain_run(x, a, b) -> Callable[[], Any]:
         for _ in range(CYCLES):
             y = (y * a + b).tanh().sin()
         s = y.sum()
+        if not backward:
+            return s
         s.backward()
         return s, x.grad
 
     return run
 
 
-def gpuad_chain(env: Env, size: int = 8) -> Callable[[], Any]:
+def gpuad_chain(env: Env, size: int = 8, backward: bool = True) -> Callable[[], Any]:
     """The chain with gpuad ops."""
     import gpuad as ga
 
     x_h, a_h, b_h = chain_inputs(size)
     x = ga.tensor(env.array(x_h), device=env.device, requires_grad=True)
     a, b = ga.tensor(env.array(a_h), device=env.device), ga.tensor(env.array(b_h), device=env.device)
-    return chain_run(x, a, b)
+    return chain_run(x, a, b, backward)
 
 
-def torch_chain(env: Env, size: int = 8) -> Callable[[], Any]:
+def torch_chain(env: Env, size: int = 8, backward: bool = True) -> Callable[[], Any]:
     """The same chain in PyTorch eager."""
     x_h, a_h, b_h = chain_inputs(size)
-    return chain_run(env.torch_tensor(x_h, requires_grad=True), env.torch_tensor(a_h), env.torch_tensor(b_h))
+    return chain_run(env.torch_tensor(x_h, requires_grad=True), env.torch_tensor(a_h), env.torch_tensor(b_h),
+                     backward)
 
 
-def numpy_chain(env: Env, size: int = 8) -> Callable[[], Any]:
+def numpy_chain(env: Env, size: int = 8, backward: bool = True) -> Callable[[], Any]:
     """The chain with forward and backward written by hand on arrays (the floor for Python dispatch)."""
     xp = env.xp
     x, a, b = (env.array(v) for v in chain_inputs(size))
@@ -65,6 +69,8 @@ def numpy_chain(env: Env, size: int = 8) -> Callable[[], Any]:
             t = xp.tanh(y * a + b)
             saved.append(t)
             y = xp.sin(t)
+        if not backward:
+            return y.sum()
         g = xp.ones_like(x)
         for t in reversed(saved):
             g = g * xp.cos(t) * (1.0 - t * t) * a
@@ -78,13 +84,14 @@ def by_hand(env: Env) -> str:
     return "cupy by hand" if env.gpu else "numpy by hand"
 
 
-def chain_case(env: Env, size: int = 8) -> Case:
-    """Per-op overhead: the 200-op chain, timed per op (forward + backward)."""
-    impls = {by_hand(env): numpy_chain(env, size), "gpuad": gpuad_chain(env, size)}
+def chain_case(env: Env, size: int = 8, backward: bool = True) -> Case:
+    """Per-op overhead: the 200-op chain, timed per op (forward + backward, or the forward alone)."""
+    impls = {by_hand(env): numpy_chain(env, size, backward), "gpuad": gpuad_chain(env, size, backward)}
     if env.torch is not None:
-        impls["torch"] = torch_chain(env, size)
-    return Case("training", f"{CHAIN_OPS}-op elementwise chain fwd+bwd", impls, by_hand(env),
-                size=size, shape=f"({size},) float32, per item = one op", per=CHAIN_OPS)
+        impls["torch"] = torch_chain(env, size, backward)
+    name = f"{CHAIN_OPS}-op elementwise chain {'fwd+bwd' if backward else 'fwd (graph recorded)'}"
+    return Case("training", name, impls, by_hand(env), size=size, shape=f"({size},) float32, per item = one op",
+                per=CHAIN_OPS)
 
 
 def mlp_data() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
