@@ -121,10 +121,7 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                                                      else id(edges[i]) in targets)])
                 if wrt:
                     try:
-                        fast = None if create_graph else node.op.fast_vjp  # _vjps' first step, inlined
-                        grads = fast(node, g, wrt) if fast is not None else None
-                        if grads is None:
-                            grads = _vjps(node, g, create_graph, wrt)
+                        grads = _vjps(node, g, create_graph, wrt)
                     except MemoryError as exc:
                         grads = _vjps_after_emptying(node, g, create_graph, wrt, exc)
                     shapes, dtypes = node.shapes, node.dtypes
@@ -155,8 +152,9 @@ def _vjps(node, g, create_graph, wrt) -> list:
     """The gradients (or None) of the inputs in `wrt`, by the op's fast VJP when nothing is recorded
     and it applies, else by its rules on the node's context."""
     op = node.op
-    if not create_graph and op.fast_vjp is not None:
-        grads = op.fast_vjp(node, g, wrt)
+    fast = None if create_graph else op.fast_vjp
+    if fast is not None:
+        grads = fast(node, g, wrt)
         if grads is not None:
             return grads
     ctx = node.context(create_graph)
