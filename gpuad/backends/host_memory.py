@@ -116,26 +116,23 @@ def install() -> bool:
     global _installed
     if _installed is not None:
         return True
-    try:
-        api = ctypes.pythonapi
-        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-        api.PyCapsule_New.restype = ctypes.py_object
-        api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
-        table = api.PyCapsule_GetPointer(np._core.multiarray._ARRAY_API, None)
-    except AttributeError:  # no C-API table to find the handler setter in
+    core = getattr(np, "_core", None) or np.core  # NumPy 2 renamed numpy.core
+    multiarray = core.multiarray
+    if not hasattr(multiarray, "get_handler_name"):  # before NumPy 1.22 (NEP 49)
         return False
-    counters[HUGE] = int(np._core.multiarray._get_madvise_hugepage())
+    # own prototypes: setting argtypes on ctypes.pythonapi's shared functions would change them for others
+    get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", ctypes.pythonapi))
+    new_capsule = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)(
+        ("PyCapsule_New", ctypes.pythonapi))
+    table = get_pointer(multiarray._ARRAY_API, None)
+    counters[HUGE] = int(multiarray._get_madvise_hugepage())
     functions = _handler_malloc, _handler_calloc, _handler_realloc, _handler_free
     handler = _Handler(b"gpuad_counting", 1, _Allocator(counters.ctypes.data, *(f.address for f in functions)))
-    capsule = api.PyCapsule_New(ctypes.addressof(handler), b"mem_handler", None)
+    capsule = new_capsule(ctypes.addressof(handler), b"mem_handler", None)
     slot = ctypes.c_void_p.from_address(table + _SET_HANDLER_SLOT * ctypes.sizeof(ctypes.c_void_p)).value
     ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object)(slot)(capsule)
     # the struct, its capsule and the compiled code must outlive every array allocated with them: they are
     # never released (arrays freed during interpreter shutdown still call into them)
     _installed = (capsule, handler, functions)
     return True
-
-
-def installed() -> bool:
-    return _installed is not None
