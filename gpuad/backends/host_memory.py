@@ -112,14 +112,15 @@ def _handler_free(ctx, data, size):
 
 
 def install() -> bool:
-    """Count NumPy's allocations in this thread from now on; False where this NumPy has no handler API."""
+    """Count NumPy's allocations in this thread from now on; False where this NumPy has no handler API or
+    another handler is installed (it is left in place; memory statistics then read zero)."""
     global _installed
     if _installed is not None:
         return True
     core = getattr(np, "_core", None) or np.core  # NumPy 2 renamed numpy.core
     multiarray = core.multiarray
-    if not hasattr(multiarray, "get_handler_name"):  # before NumPy 1.22 (NEP 49)
-        return False
+    if not hasattr(multiarray, "get_handler_name") or multiarray.get_handler_name() != "default_allocator":
+        return False  # before NumPy 1.22 (NEP 49), or the program installed a handler of its own
     # own prototypes: setting argtypes on ctypes.pythonapi's shared functions would change them for others
     get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
         ("PyCapsule_GetPointer", ctypes.pythonapi))
