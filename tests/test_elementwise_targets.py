@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuad as ga
-from gpuad.backends import cpu, host_allocator
+from gpuad.backends import cpu
 from gpuad.elementwise import cache, numba_target, numpy_target, nvcc_check
 
 
@@ -131,29 +131,6 @@ def test_random_programs_numba_kernel_matches_numpy(tree, dtype):
         got = numba_target.run(prog, (x, y))
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-
-
-def test_output_pool_recycles_only_buffers_nobody_references():
-    pool = host_allocator.OutputPool(min_bytes=0, max_bytes=1 << 10)
-    f32 = np.dtype(np.float32)
-    a = pool.empty((4,), f32)
-    first = id(a)
-    b = pool.empty((4,), f32)
-    assert b is not a  # a is still in use
-    del a
-    c = pool.empty((4,), f32)
-    assert id(c) == first  # recycled
-    view = c[1:]
-    del c
-    d = pool.empty((4,), f32)
-    assert id(d) != first and d is not b  # a view keeps its base in use
-    assert view.base is not None and pool.empty((3,), f32).shape == (3,)
-    big = pool.empty((1024,), f32)  # over max_bytes: handed out, not pooled
-    assert all(big is not buf for bucket in pool.buffers.values() for buf in bucket)
-    del b, view, d
-    assert pool.idle_bytes() == 3 * 16 + 12  # every pooled buffer: cached now, nobody uses them
-    pool.release()
-    assert pool.buffers == {} and pool.held == 0
 
 
 def test_one_arithmetic_op_runs_as_its_numpy_ufunc_below_the_parallel_size():

@@ -89,6 +89,36 @@ def test_counting_sees_temporaries_realloc_and_only_the_importing_thread():
     assert ga.memory.stats()["counted"] is True
 
 
+def test_large_freed_blocks_are_cached_not_live_and_reused():
+    from gpuad.backends import host_memory
+
+    ga.memory.empty_cache("cpu")
+    gc.collect()
+    start = ga.memory.stats()
+    n = host_memory.CACHE_MIN // 8
+    a = np.full(n, 3.0)
+    address = a.ctypes.data
+    del a
+    s = ga.memory.stats()
+    assert s["current_bytes"] == start["current_bytes"] and s["pool_bytes"] == 8 * n  # cached, not live
+    b = np.empty(n)  # the same size: the cached block comes back
+    assert b.ctypes.data == address and ga.memory.stats()["pool_bytes"] == 0
+    assert ga.memory.stats()["current_bytes"] - start["current_bytes"] == 8 * n
+    c = np.zeros(n)  # calloc: never a reused (dirty) block
+    assert c.ctypes.data != address and not c.any()
+    del b, c
+    # more than the cache holds: it never exceeds its limits, and the blocks it hands back are sound
+    blocks = [np.full(n + 512 * k, float(k)) for k in range(host_memory.CACHE_SLOTS + 4)]
+    del blocks
+    assert 0 < ga.memory.stats()["pool_bytes"] <= host_memory.CACHE_LIMIT
+    again = [np.full(n + 512 * k, -1.0) for k in range(host_memory.CACHE_SLOTS + 4)]
+    assert all((x == -1.0).all() for x in again)
+    del again
+    ga.memory.empty_cache("cpu")
+    s = ga.memory.stats()
+    assert s["pool_bytes"] == 0 and s["current_bytes"] == start["current_bytes"]
+
+
 def test_training_loop_does_not_leak():
     weights, x = _mlp()
     weights, x = weights[:2], x[:8]

@@ -58,7 +58,7 @@ class CPUBackend:
             host_memory = None
         self.kernel_target = "numba" if host_memory else "numpy"
         self.counted = bool(host_memory) and host_memory.install()  # NumPy's allocations counted from here
-        self._counters = host_memory.counters if self.counted else np.zeros(4, np.int64)
+        self._memory = host_memory if self.counted else None
         self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add, pointwise=host_pointwise,
                                   kernels=cpu_kernels)
         self.allocator = "cached" if host_allocator.tune() else "system"  # see host_allocator.py
@@ -88,19 +88,24 @@ class CPUBackend:
 
     # memory
     def memory_stats(self) -> dict:
-        """Live and peak bytes of NumPy buffers (counted by the allocation handler, host_memory.py); the
-        output pool's idle buffers are cached, not live."""
-        current, peak, blocks, _ = (int(v) for v in self._counters)
-        cached = host_allocator.outputs.idle_bytes()
-        return {"current_bytes": current - cached, "peak_bytes": peak, "pool_bytes": cached, "buffers": blocks,
+        """Live and peak bytes of NumPy buffers and the bytes of freed blocks kept for reuse, as counted by
+        the allocation handler (host_memory.py); zeros where it could not be installed."""
+        m = self._memory
+        c = m.counters if m is not None else None
+        current, peak, cached, blocks = ((int(c[m.CURRENT]), int(c[m.PEAK]), int(c[m.CACHED]), int(c[m.BLOCKS]))
+                                         if m is not None else (0, 0, 0, 0))
+        return {"current_bytes": current, "peak_bytes": peak, "pool_bytes": cached, "buffers": blocks,
                 "counted": self.counted, "allocator": self.allocator}
 
     def reset_peak(self) -> None:
-        counters = self._counters
-        counters[1] = counters[0]  # peak = current
+        m = self._memory
+        if m is not None:
+            m.counters[m.PEAK] = m.counters[m.CURRENT]
 
     def empty_cache(self) -> None:
-        """Hand the free memory the C heap keeps for reuse back to the OS."""
+        """Hand the freed blocks the allocation handler and the C heap keep for reuse back to the OS."""
+        if self._memory is not None:
+            self._memory.release()
         host_allocator.trim()
 
     # random numbers

@@ -103,7 +103,7 @@ def run(env: Env) -> list[dict]:
     if env.torch is not None:
         torch_how = "torch.cuda.max_memory_allocated" if env.gpu else (
             "torch.profiler profile_memory: op-level self allocations in time order (temporaries freed "
-            "inside one op are not seen, as gpuad's tensor-level accounting does not see them either)")
+            "inside one op are not seen; gpuad's counts come from NumPy's allocator and do include them)")
         peaks["torch"], outputs["torch"] = _torch_peak(env, ws, x_h)
     else:
         env.note("torch peak memory: torch not installed, not measured")

@@ -16,7 +16,6 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ..backends.host_allocator import outputs as pool
 from . import cache, fastmath
 from .program import Program, result_dtypes
 
@@ -165,8 +164,8 @@ def _split(a_shape: tuple, shape: tuple) -> tuple[str, int] | None:
 
 def plan(program: Program, arrays: tuple):
     """How run() calls the kernel for arrays of these shapes, strides and dtypes: (kernel, per input how
-    run() prepares it and its dtype, output shape, loop sizes, parallel chunk size (0: serial), per output
-    its allocator (the pool for large ones) and dtype, the dtype outputs are cast to or False); False
+    run() prepares it and its dtype, output shape, loop sizes, parallel chunk size (0: serial), the dtype
+    of each output, the dtype outputs are cast to or False); False
     where this target does not apply (non-float dtypes, a kernel Numba cannot compile)."""
     dtypes = tuple(a.dtype for a in arrays)
     if any(d.kind not in "fb" for d in dtypes):
@@ -203,8 +202,7 @@ def plan(program: Program, arrays: tuple):
         return False
     chunk = max(1, CHUNK // sizes[1]) if sizes and parallel else CHUNK if parallel else 0
     outs = tuple(np.dtype(np.bool_) if o.kind == "b" else compute for o in program.outputs)
-    empty = tuple(pool.empty if d.itemsize * n >= pool.min_bytes else np.empty for d in outs)
-    return fn, tuple(prepare), shape, sizes or (n,), chunk, tuple(zip(empty, outs)), out_dtype != compute and out_dtype
+    return fn, tuple(prepare), shape, sizes or (n,), chunk, outs, out_dtype != compute and out_dtype
 
 
 def run(program: Program, arrays: tuple):
@@ -223,7 +221,7 @@ def run(program: Program, arrays: tuple):
         cache.stats["memory_hits"] += 1
     if found is False:
         return None
-    fn, prepare, shape, sizes, chunk, out_specs, cast = found
+    fn, prepare, shape, sizes, chunk, out_dtypes, cast = found
     flat = []
     for a, (mode, want) in zip(arrays, prepare):
         if mode == "v":
@@ -234,7 +232,7 @@ def run(program: Program, arrays: tuple):
         elif mode == "e":
             a = np.broadcast_to(a, shape)
         flat.append(np.ascontiguousarray(a, dtype=want).reshape(-1))
-    outs = [empty(shape, d) for empty, d in out_specs]
+    outs = [np.empty(shape, d) for d in out_dtypes]
     if chunk:
         numba.set_parallel_chunksize(chunk)
     fn(*sizes, *flat, *[o.reshape(-1) for o in outs])
