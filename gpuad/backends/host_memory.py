@@ -199,9 +199,12 @@ def install() -> bool:
     capsule = new_capsule(ctypes.addressof(handler), b"mem_handler", None)
     slot = ctypes.c_void_p.from_address(table + _SET_HANDLER_SLOT * ctypes.sizeof(ctypes.c_void_p)).value
     ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object)(slot)(capsule)
-    # the struct, its capsule and the compiled code must outlive every array allocated with them: they are
-    # never released (arrays freed during interpreter shutdown still call into them)
-    _installed = (capsule, handler, functions)
+    # the counters, the struct, its capsule and the compiled code must outlive every array allocated with
+    # them, including arrays freed while the interpreter shuts down and clears module globals: one extra
+    # reference each that is never dropped keeps them (a few KiB) for the life of the process
+    _installed = (capsule, handler, functions, counters)
+    for obj in (capsule, handler, counters, *functions):
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
     return True
 
 
