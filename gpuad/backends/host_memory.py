@@ -9,7 +9,7 @@ realloc read back. Blocks of 4 MiB and more are advised to use huge pages, as Nu
 Freed blocks of 32 MiB and more are cached for reuse, as CuPy's pool keeps freed device blocks: glibc
 maps blocks that large afresh on every allocation even under the cached host allocator (its mmap
 threshold cannot go higher), and the kernel faults in and zeroes them on first touch (a tanh writing a
-32 MiB output took 4.2 ms against 2.2 ms into a reused block). At most `CACHE_SLOTS` blocks and
+32 MiB output took 1.3-1.6x as long into a fresh block as into a reused one, benchmarks/host_paths.py). At most `CACHE_SLOTS` blocks and
 `CACHE_LIMIT` bytes are kept; a free that does not fit releases the cache first. A malloc of exactly a
 cached block's size takes it back. Cached bytes are not live: they are reported as the pool's, and
 `release()` (`ga.memory.empty_cache("cpu")`) hands them back.

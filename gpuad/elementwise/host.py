@@ -1,9 +1,10 @@
 """The CPU backend's `xp.pointwise`: the compiled Numba kernel for large float arrays, the NumPy
 target otherwise (small arrays, integers, no Numba installed, and as the reference). A program that is
 one add, sub, mul, div or neg runs as its NumPy ufunc below the size where the kernels go parallel: on a
-(784, 512) float32 array right after a cache flush, `0.01 * g` took 170 us as a ufunc, 187 us as the
-Numba kernel and 248 us through the kernel's call path; a fused program or a transcendental function
-still gains from the kernel, and so does a large array from all cores."""
+(784, 512) float32 array right after a cache flush, `0.01 * g` took 1.05-1.14x the ufunc's time as the
+Numba kernel alone and 1.28-1.53x through the kernel's call path (benchmarks/host_paths.py); a fused
+program or a transcendental function still gains from the kernel, and so does a large array from all
+cores."""
 from __future__ import annotations
 
 from . import numpy_target
