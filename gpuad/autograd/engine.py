@@ -114,6 +114,7 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                 if kept is not None:
                     kept.grad = g.detach() if kept.grad is None else (kept.grad + g).detach()
             edges = node.edges
+            wrt = None
             if g is not None:
                 wrt = node.wrt  # backward(): every edge is needed (see _plan)
                 if targets is not None:
@@ -125,26 +126,31 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                     except MemoryError as exc:
                         grads = _vjps_after_emptying(node, g, create_graph, wrt, exc)
                     shapes, dtypes = node.shapes, node.dtypes
-                    for i, gi in zip(wrt, grads):
-                        if gi is None:
-                            continue
-                        data = gi._data
-                        if data.shape != shapes[i] or data.dtype is not dtypes[i]:
-                            gi = _sum_to(gi, shapes[i], dtypes[i])
+                    for i, gi in zip(wrt, grads):  # route each gradient; its node has one consumer less
                         edge = edges[i]
-                        if type(edge) is Node:
-                            prev = pending.get(edge)
-                            pending[edge] = gi if prev is None else prev + gi
-                        else:
-                            deliver_leaf(edge, gi)
+                        if gi is not None:
+                            data = gi._data
+                            if data.shape != shapes[i] or data.dtype is not dtypes[i]:
+                                gi = _sum_to(gi, shapes[i], dtypes[i])
+                            if type(edge) is Node:
+                                prev = pending.get(edge)
+                                pending[edge] = gi if prev is None else prev + gi
+                            else:
+                                deliver_leaf(edge, gi)
+                        if type(edge) is Node:  # every needed node edge is in wrt
+                            left = deps[edge] - 1
+                            deps[edge] = left
+                            if left == 0:
+                                ready.append(edge)
             if not retain_graph:
                 node.saved = None  # freed: the saved tensors' buffers go back to the allocator now
-            for edge in edges:
-                if type(edge) is Node and (every or needed[edge]):
-                    left = deps[edge] - 1
-                    deps[edge] = left
-                    if left == 0:
-                        ready.append(edge)
+            if not wrt:  # no gradient went out: the needed nodes behind this one still lose a consumer
+                for edge in edges:
+                    if type(edge) is Node and (every or needed[edge]):
+                        left = deps[edge] - 1
+                        deps[edge] = left
+                        if left == 0:
+                            ready.append(edge)
     return results if inputs is not None else None
 
 
