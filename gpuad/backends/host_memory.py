@@ -12,11 +12,12 @@ threshold cannot go higher), and the kernel faults in and zeroes them on first t
 MiB output took 1.3-1.6x as long into a fresh block as into a reused one, benchmarks/host_paths.py). At
 most `CACHE_SLOTS` blocks and `CACHE_LIMIT` bytes are kept; a free that does not fit releases the cache
 first. A malloc of exactly a cached block's size takes it back. Cached bytes are not live: they are
-reported as the pool's, and `release()` (`ga.memory.empty_cache("cpu")`) hands them back. What is
-counted: every NumPy buffer allocated after `install()` in the thread that called it (NumPy keeps the
-handler in a context variable: threads started later allocate with NumPy's default and are not counted;
-buffers are always freed by the handler that allocated them). The backend installs it when it starts, so
-the numbers cover tensors, the temporaries inside ops, and any NumPy array the program makes.
+reported as the pool's, and `release()` (`ga.memory.empty_cache("cpu")`) hands them back.
+
+What is counted: every NumPy buffer allocated after `install()` in the thread that called it (NumPy keeps
+the handler in a context variable: threads started later allocate with NumPy's default and are not
+counted; buffers are always freed by the handler that allocated them). The backend installs it when it
+starts, so the numbers cover tensors, the temporaries inside ops, and any NumPy array the program makes.
 """
 from __future__ import annotations
 
