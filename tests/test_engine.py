@@ -186,3 +186,39 @@ def test_joint_vjp_computes_only_the_inputs_asked_for():
     np.testing.assert_array_equal(gc.numpy(), (a * b).numpy())
     (ga_,) = ga.autograd.grad((a * b).sum(), [a])
     np.testing.assert_array_equal(ga_.numpy(), b.numpy())
+
+
+def test_fast_pointwise_vjp_equals_the_rule_path_and_defers_to_it():
+    """Op.fast_vjp (the engine's path for pointwise nodes when nothing is recorded) gives the rules'
+    gradients bit for bit, and returns None where the rules must run (tangents, a changed saved tensor,
+    a freed node), so that their errors and recording still apply."""
+    from gpuad.ops.elementwise import OPS
+
+    rng = np.random.default_rng(0)
+    x = ga.tensor(rng.uniform(0.5, 2.0, (3, 4)), requires_grad=True)
+    y = ga.tensor(rng.uniform(0.5, 2.0, (4,)), requires_grad=True)
+    g = ga.tensor(rng.standard_normal((3, 4)))
+    for name in ("mul", "div", "pow", "maximum", "add", "sub", "tanh", "sin", "exp", "log", "sigmoid", "gelu"):
+        op = OPS[name]
+        inputs = (x, y) if len(op.args) == 2 else (x,)
+        node = ga.autograd.function.apply(op, inputs, ga.autograd.function.NO_PARAMS).grad_fn
+        for wrt in ([(0,), (1,), (0, 1)] if len(inputs) == 2 else [(0,)]):
+            op.vjp(node.context(False), g, wrt)  # builds the plan the fast path uses
+            fast = op.fast_vjp(node, g, wrt)
+            rule = op.vjp(node.context(False), g, wrt)
+            assert fast is not None, name
+            for f, r in zip(fast, rule):
+                np.testing.assert_array_equal(f.numpy(), r.numpy(), err_msg=f"{name} {wrt}")
+    node = ga.tanh(x).grad_fn
+    op = node.op
+    op.vjp(node.context(False), g, (0,))
+    dual_g = g.detach()
+    dual_g._fw = {0: ga.ones_like(g)}  # a forward-mode tangent on g (as inside ga.jvp of a backward)
+    assert op.fast_vjp(node, dual_g, (0,)) is None  # the rules propagate it
+    z = x * 1.0
+    node = (z * y).grad_fn
+    with ga.no_grad():
+        z += 1.0  # the saved tensor changed: the rules raise the in-place error
+    assert node.op.fast_vjp(node, g, (1,)) is None
+    node.saved = None
+    assert node.op.fast_vjp(node, g, (0,)) is None  # freed: the rules raise the freed-graph error
