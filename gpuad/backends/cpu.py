@@ -91,9 +91,10 @@ class CPUBackend:
         """Live and peak bytes of NumPy buffers and the bytes of freed blocks kept for reuse, as counted by
         the allocation handler (host_memory.py); zeros where it could not be installed."""
         m = self._memory
-        c = m.counters if m is not None else None
-        current, peak, cached, blocks = ((int(c[m.CURRENT]), int(c[m.PEAK]), int(c[m.CACHED]), int(c[m.BLOCKS]))
-                                         if m is not None else (0, 0, 0, 0))
+        current = peak = cached = blocks = 0
+        if m is not None:
+            c = m.counters
+            current, peak, cached, blocks = int(c[m.CURRENT]), int(c[m.PEAK]), int(c[m.CACHED]), int(c[m.BLOCKS])
         return {"current_bytes": current, "peak_bytes": peak, "pool_bytes": cached, "buffers": blocks,
                 "counted": self.counted, "allocator": self.allocator}
 

@@ -12,7 +12,13 @@ from . import numpy_target
 _xp = None
 _numba = None  # the numba_target module once imported; False when Numba is not installed
 NUMBA_MIN_SIZE = 1 << 15  # below this, NumPy's per-call cost is lower than a parallel launch
-PARALLEL_MIN_SIZE = 1 << 22  # numba_target.PARALLEL_MIN_SIZE: from here its kernels use every core
+# Below this many elements a Numba kernel (numba_target) is a plain serial loop. Right after a matmul
+# OpenBLAS's threads spin for ~0.1 s; a parallel kernel then waits for a core: on this 2-core machine
+# 131K elements took 6.4 ms on 2 threads against 94 us on one, and one thread still won at 4M (2.1 vs
+# 3.6 ms). A parallel kernel pinned to one thread still paid the pool's launch and two thread-setting
+# calls (a (256, 512) relu: 26 us against 16 us serial). Training-sized activations stay serial; large
+# elementwise work without BLAS in between gains from all cores.
+PARALLEL_MIN_SIZE = 1 << 22  # numba_target's kernels and one-ufunc programs use every core from here
 
 
 def pointwise(program, *arrays):

@@ -17,14 +17,13 @@ import numba
 import numpy as np
 
 from . import cache, fastmath
+from .host import PARALLEL_MIN_SIZE
 from .program import Program, result_dtypes
 
 # OpenMP threads that spin between kernels steal the cores of a busy machine: on 2 shared cores a 1 ms
 # kernel took 10 ms with spinning threads and 0.9 ms with sleeping ones (set before OpenMP starts;
 # a user's own setting wins)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 
 # a change to fastmath.py must change every generated module: Numba's disk cache keys on the module
 # file, not on the functions it inlines
@@ -37,13 +36,6 @@ _LIBM = {"exp": "math.exp", "log": "math.log", "log1p": "math.log1p", "expm1": "
          "erf": "math.erf", "erfc": "math.erfc", "sqrt": "np.sqrt", "floor": "np.floor", "ceil": "np.ceil",
          "abs": "abs"}
 CHUNK = 1 << 15  # elements per work item: threads take chunks as they free up (a busy core delays less)
-# Below this many elements a kernel is a plain serial loop. Right after a matmul OpenBLAS's threads spin
-# for ~0.1 s; a parallel kernel then waits for a core: on this 2-core machine 131K elements took 6.4 ms
-# on 2 threads against 94 us on one, and one thread still won at 4M (2.1 vs 3.6 ms). A parallel kernel
-# pinned to one thread still paid the pool's launch and two thread-setting calls (a (256, 512) relu:
-# 26 us against 16 us serial). Training-sized activations stay serial; large elementwise work without
-# BLAS in between gains from all cores.
-PARALLEL_MIN_SIZE = 1 << 22
 CHUNK_ROWS_MIN = 64  # a parallel kernel reads a row or column input in place only with this many outer rows
 MAX_PLANS = 64  # call plans kept per program (one per distinct input shapes/strides/dtypes)
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "lt": "<", "le": "<=", "gt": ">",
@@ -165,8 +157,8 @@ def _split(a_shape: tuple, shape: tuple) -> tuple[str, int] | None:
 def plan(program: Program, arrays: tuple):
     """How run() calls the kernel for arrays of these shapes, strides and dtypes: (kernel, per input how
     run() prepares it and its dtype, output shape, loop sizes, parallel chunk size (0: serial), the dtype
-    of each output, the dtype outputs are cast to or False); False
-    where this target does not apply (non-float dtypes, a kernel Numba cannot compile)."""
+    of each output, the dtype outputs are cast to or False); False where this target does not apply
+    (non-float dtypes, a kernel Numba cannot compile)."""
     dtypes = tuple(a.dtype for a in arrays)
     if any(d.kind not in "fb" for d in dtypes):
         return False

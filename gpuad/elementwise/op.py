@@ -49,19 +49,21 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
 
     plans: dict = {}  # wrt -> _vjp_plan
 
-    def vjp(ctx, g, wrt):
+    def plan_for(wrt):
         plan = plans.get(wrt)
         if plan is None:
             plan = plans[wrt] = _vjp_plan(program, args, wrt)
-        return _gradients(plan, ctx, g, wrt)
+        return plan
+
+    def vjp(ctx, g, wrt):
+        return _gradients(plans.get(wrt) or plan_for(wrt), ctx, g, wrt)
 
     def fast_vjp(node, g, wrt):
         """The derived VJP program on the saved arrays, without a ctx: for a node whose saved tensors are
         unchanged and carry no tangents, and that is not linearized; None otherwise."""
-        plan = plans.get(wrt)
-        if plan is None or node.params is not NO_PARAMS or g._fw is not None:
+        if node.params is not NO_PARAMS or g._fw is not None:
             return None
-        vp, names, passthrough = plan
+        vp, names, passthrough = plans.get(wrt) or plan_for(wrt)
         saved = node.saved
         if saved is None:
             return None  # freed: the rule path raises the error
