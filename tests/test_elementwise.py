@@ -176,12 +176,14 @@ def test_one_kernel_forward_and_one_kernel_backward_for_all_inputs(monkeypatch):
     from gpuad.elementwise import host
 
     calls = []
+    pointwise = host.pointwise
 
     def spy(program, *arrays):
         calls.append(program.name)
-        return host.pointwise(program, *arrays)
+        return pointwise(program, *arrays)
 
-    monkeypatch.setattr(ga.backends.cpu.xp, "pointwise", spy)
+    monkeypatch.setattr(ga.backends.cpu.xp, "pointwise", spy)  # an op with params (the linearized forward)
+    monkeypatch.setattr(host, "pointwise", spy)  # a program's kernel (float64 is not its guarded fast case)
     a = ga.tensor(np.array([1.0, -2.0]), requires_grad=True)
     b = ga.tensor(np.array([0.5, 0.25]), requires_grad=True)
     y = swish(a, b)

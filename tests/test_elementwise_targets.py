@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import gpuad as ga
 from gpuad.backends import cpu
-from gpuad.elementwise import cache, numba_target, numpy_target, nvcc_check
+from gpuad.elementwise import cache, host, numba_target, numpy_target, nvcc_check
+from gpuad.ops.elementwise import PROGRAMS
 
 
 @ga.elementwise
@@ -147,3 +148,48 @@ def test_one_arithmetic_op_runs_as_its_numpy_ufunc_below_the_parallel_size():
     np.testing.assert_array_equal(host.pointwise(relu, big - 10.0), np.maximum(big - 10.0, 0))
     assert "numba_plans" not in mul.compiled and relu.compiled["numba_plans"]
     assert host.PARALLEL_MIN_SIZE == numba_target.PARALLEL_MIN_SIZE
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_a_programs_kernel_equals_pointwise_and_calls_it_outside_its_float32_case(name, monkeypatch):
+    program = PROGRAMS[name]
+    kernel = host.kernel(program)
+    rng = np.random.default_rng(0)
+    fell_back = []
+    pointwise = host.pointwise
+
+    def spy(program, *arrays):
+        fell_back.append(tuple(a.dtype for a in arrays))
+        return pointwise(program, *arrays)
+
+    monkeypatch.setattr(host, "pointwise", spy)
+    kinds = [v.kind for v in program.inputs]
+    shapes = [(3, 1), (1, 4), (3, 4)][:len(kinds)] if len(kinds) > 1 else [(3, 4)]
+
+    def inputs(dtype, shapes=shapes):
+        return [rng.random(s) > 0.5 if k == "b" else (rng.standard_normal(s) + 0.5).astype(dtype)
+                for k, s in zip(kinds, shapes)]
+
+    for dtype in (np.float32, np.float64, np.float16, np.int32):
+        arrays = inputs(dtype)
+        fell_back.clear()
+        with np.errstate(all="ignore"):
+            got, want = kernel(*arrays), pointwise(program, *arrays)
+        assert type(got) is np.ndarray and got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        direct = dtype == np.float32 and "b" not in kinds
+        assert fell_back == ([] if direct else [tuple(a.dtype for a in arrays)])
+    scalar = kernel(*inputs(np.float32, [()] * len(kinds)))
+    assert type(scalar) is np.ndarray and scalar.shape == ()  # a 0-d result stays an array
+
+
+def test_a_kernel_leaves_large_arrays_and_several_outputs_to_pointwise(monkeypatch):
+    called = []
+    pointwise = host.pointwise
+    monkeypatch.setattr(host, "pointwise", lambda p, *a: called.append(p.name) or pointwise(p, *a))
+    big = np.ones(host.NUMBA_MIN_SIZE, np.float32)
+    host.kernel(PROGRAMS["tanh"])(big)  # a transcendental function: the Numba kernel from this size
+    host.kernel(PROGRAMS["mul"])(big, big)  # one ufunc: NumPy's until PARALLEL_MIN_SIZE
+    both = PROGRAMS["mul"].vjp((0, 1))
+    host.kernel(both)(big[:4], big[:4], big[:4])
+    assert called == ["tanh", both.name]

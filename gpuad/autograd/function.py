@@ -83,7 +83,7 @@ def _device_error(op: Op, inputs) -> DeviceError:
 
 def apply(op: Op, inputs: tuple, params: dict):
     """Run `op` on tensors `inputs` with static `params`; the single path every op takes."""
-    n = len(inputs)  # devices, tangents, grad, arrays: unrolled for one and two inputs (most ops)
+    n = len(inputs)  # devices, tangents, grad, arrays: unrolled for one and two inputs (most ops; no lists)
     if n == 1:
         x = inputs[0]
         backend, arrays, dual, needs_grad = x._backend, (x._data,), x._fw is not None, x._requires_grad
@@ -107,9 +107,10 @@ def apply(op: Op, inputs: tuple, params: dict):
             if t._requires_grad:
                 needs_grad = True
             arrays.append(t._data)
+    program = op.program
     try:
-        if params is NO_PARAMS and op.program is not None:
-            data = backend.xp.pointwise(op.program, *arrays)
+        if params is NO_PARAMS and program is not None:
+            data = (program.kernels.get(backend) or program.kernel_for(backend))(*arrays)
         else:
             data = op.forward(backend.xp, *arrays, **params)
     except GpuadError:
@@ -124,33 +125,31 @@ def apply(op: Op, inputs: tuple, params: dict):
     if dual:
         out._fw = {}  # filled below; a node saving "y" shares this dict, so y keeps its tangents
     if needs_grad and state.grad_enabled and op.differentiable and data.dtype.kind == "f":
-        _record(op, inputs, params, out, arrays)
-    if dual:  # after _record: JVP rules reading y then see it on the graph (grad of jvp)
+        if n == 1:  # edges, wrt, shapes, dtypes: unrolled for one and two inputs, as above
+            a = arrays[0]
+            _attach(op, params, out, inputs, (x.grad_fn or x,), _WRT[1], (a.shape,), (a.dtype,))
+        elif n == 2:
+            gx, gy = x._requires_grad, y._requires_grad
+            a, b = arrays
+            _attach(op, params, out, inputs, ((x.grad_fn or x) if gx else None, (y.grad_fn or y) if gy else None),
+                    _WRT[gx + 2 * gy], (a.shape, b.shape), (a.dtype, b.dtype))
+        else:
+            _record(op, inputs, params, out)
+    if dual:  # after recording: JVP rules reading y then see it on the graph (grad of jvp)
         _propagate_tangents(op, inputs, params, out)
     return out
 
 
-def _record(op, inputs, params, out, arrays=None) -> None:
-    """Attach a Node to `out` that saves only what the VJP rules of the inputs needing grad read.
+def _record(op, inputs, params, out) -> None:
+    """Attach a Node to `out` for `op` applied to `inputs` (some of which need a gradient)."""
+    edges = tuple([(t.grad_fn or t) if t._requires_grad else None for t in inputs])
+    wrt = tuple([i for i, t in enumerate(inputs) if t._requires_grad])
+    shapes, dtypes = tuple([t._data.shape for t in inputs]), tuple([t._data.dtype for t in inputs])
+    _attach(op, params, out, inputs, edges, wrt, shapes, dtypes)
 
-    `arrays` are the inputs' arrays when the caller (apply) already has them."""
-    if arrays is None:
-        arrays = [t._data for t in inputs]
-    n = len(inputs)  # edges, wrt, shapes, dtypes: unrolled for one and two inputs (most ops; no lists)
-    if n == 1:  # it needs a gradient (the caller checked that one does)
-        x, a = inputs[0], arrays[0]
-        edges, wrt, shapes, dtypes = (x.grad_fn or x,), _WRT[1], (a.shape,), (a.dtype,)
-    elif n == 2:
-        x, y = inputs
-        gx, gy = x._requires_grad, y._requires_grad
-        edges = ((x.grad_fn or x) if gx else None, (y.grad_fn or y) if gy else None)
-        wrt = _WRT[gx + 2 * gy]
-        a, b = arrays
-        shapes, dtypes = (a.shape, b.shape), (a.dtype, b.dtype)
-    else:
-        edges = tuple([(t.grad_fn or t) if t._requires_grad else None for t in inputs])
-        wrt = tuple([i for i, t in enumerate(inputs) if t._requires_grad])
-        shapes, dtypes = tuple([a.shape for a in arrays]), tuple([a.dtype for a in arrays])
+
+def _attach(op, params, out, inputs, edges, wrt, shapes, dtypes) -> None:
+    """Make `out`'s Node, saving only what the VJP rules of the inputs in `wrt` read (see Node)."""
     saves = op.saves.get(wrt)
     if saves is None:
         saves = op.saves_for(wrt)

@@ -18,7 +18,7 @@ class Node:
     `wrt` lists the inputs with an edge (those that need a gradient); `shapes` and `dtypes` are the
     inputs'; `saved` maps a name to (tensor, version when saved), or a tuple of those (variadic), until
     freed (None); `retained` is a weakref to a non-leaf output whose .grad the user asked to keep.
-    Made field by field by autograd.function._record, the one place nodes are made (no __init__ call
+    Made field by field by autograd.function._attach, the one place nodes are made (no __init__ call
     per op)."""
 
     __slots__ = ("op", "params", "edges", "wrt", "shapes", "dtypes", "saved", "retained", "__weakref__")

@@ -6,6 +6,7 @@ import types
 
 import numpy as np
 
+from ..elementwise.host import kernel as host_kernel
 from ..elementwise.host import pointwise as host_pointwise
 from . import cpu_kernels, host_allocator
 
@@ -60,6 +61,7 @@ class CPUBackend:
         self.counted = bool(host_memory) and host_memory.install()  # NumPy's allocations counted from here
         self._memory = host_memory if self.counted else None
         self.xp = array_namespace(np, erf=_erf, scatter_add=_scatter_add, pointwise=host_pointwise,
+                                  pointwise_kernel=host_kernel,
                                   kernels=cpu_kernels)
         self.allocator = "cached" if host_allocator.tune() else "system"  # see host_allocator.py
         self.rng = np.random.default_rng(0)

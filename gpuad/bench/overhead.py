@@ -188,8 +188,8 @@ def mlp_case(env: Env) -> Case:
 # (group, test on (file, function)) in order: the first match names where a function's self time goes
 PROFILE_GROUPS = (
     ("autograd/function.py apply()", lambda f, n: f.endswith("autograd/function.py") and n == "apply"),
-    ("autograd/function.py _record() (makes the Node)",
-     lambda f, n: f.endswith("autograd/function.py") and n == "_record"),
+    ("autograd/function.py _attach() (makes the Node)",
+     lambda f, n: f.endswith("autograd/function.py") and n in ("_attach", "_record")),
     ("Tensor._wrap, object.__new__ (tensors, nodes)", lambda f, n: f.endswith("gpuad/tensor.py") and n == "_wrap"
      or n.startswith("<built-in method __new__ of type object")),
     ("engine: run_backward/_vjps/_plan/_sum_to", lambda f, n: f.endswith("autograd/engine.py")),

@@ -7,7 +7,11 @@ program or a transcendental function still gains from the kernel, and so does a 
 cores."""
 from __future__ import annotations
 
+import numpy as np
+
 from . import numpy_target
+
+_FLOAT32 = np.dtype(np.float32)
 
 _xp = None
 _numba = None  # the numba_target module once imported; False when Numba is not installed
@@ -41,6 +45,19 @@ def pointwise(program, *arrays):
     if run is None:
         run = program.numpy_plans[key] = numpy_target.runner(program, _xp or _namespace(), arrays)
     return run(*arrays)
+
+
+def kernel(program):
+    """`pointwise(program, *arrays)` as one callable made once per program (`xp.pointwise_kernel`): float32
+    arrays below the size where `pointwise` picks a Numba kernel run the generated NumPy code straight
+    away, with no dtype-keyed lookup (the small-tensor case, where that lookup was a third of an 8-element
+    op's cost); everything else goes through `pointwise`."""
+    def fallback(*arrays):
+        return pointwise(program, *arrays)
+
+    limit = PARALLEL_MIN_SIZE if program.single_arithmetic else NUMBA_MIN_SIZE
+    run = numpy_target.guarded(program, _xp or _namespace(), _FLOAT32, limit, fallback)
+    return run or fallback
 
 
 def _import_numba():

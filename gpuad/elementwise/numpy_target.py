@@ -19,9 +19,11 @@ _UFUNC = {
 }
 
 
-def python_source(program: Program) -> str:
+def python_source(program: Program, guarded: bool = False) -> str:
     """`def bind(xp, dt)` returning `run(a0, ...)`: one namespace call per node, the functions it calls
-    bound once as closure variables; `dt` is the float dtype bools become."""
+    bound once as closure variables; `dt` is the float dtype bools become. `guarded`: `bind(xp, dt,
+    fallback, limit)`, whose `run` computes only when every input has dtype `dt` and fewer than `limit`
+    elements, and calls `fallback` with the same arrays otherwise (see `guarded`)."""
     names = {}
     lines = []
     used = {"ndarray", "asarray"}
@@ -53,17 +55,35 @@ def python_source(program: Program) -> str:
     if program.n_outputs == 1 and program.outputs[0].op not in ("var", "const"):  # a 0-d result is a scalar
         ret = f"{outs} if type({outs}) is ndarray else asarray({outs})"
     bound = "\n".join(f"    {name} = xp.{name}" for name in sorted(used))
-    return f"def bind(xp, dt):\n{bound}\n\n    def run({params}):\n{body}\n        return {ret}\n\n    return run\n"
+    head = "def bind(xp, dt):"
+    if guarded:
+        head = "def bind(xp, dt, fallback, limit):"
+        test = " and ".join([f"{v.value}.dtype is dt" for v in program.inputs] +
+                            [f"{v.value}.size < limit" for v in program.inputs])
+        body = f"        if not ({test}):\n            return fallback({params})\n{body}"
+    return f"{head}\n{bound}\n\n    def run({params}):\n{body}\n        return {ret}\n\n    return run\n"
 
 
-def compile_numpy(program: Program):
-    """The generated `bind(xp, dt)`, built once per program and kept on it."""
-    fn = program.compiled.get("numpy")
+def compile_numpy(program: Program, guarded: bool = False):
+    """The generated `bind`, built once per program (and form) and kept on it."""
+    form = "numpy guarded" if guarded else "numpy"
+    fn = program.compiled.get(form)
     if fn is None:
         scope: dict = {}
-        exec(compile(python_source(program), f"<gpuad pointwise {program.name}>", "exec"), scope)
-        fn = program.compiled["numpy"] = scope["bind"]
+        exec(compile(python_source(program, guarded), f"<gpuad pointwise {program.name}>", "exec"), scope)
+        fn = program.compiled[form] = scope["bind"]
     return fn
+
+
+def guarded(program: Program, xp, dtype, limit: int, fallback):
+    """`run(*arrays)` for the common case, one frame: the generated code when every input has `dtype` and
+    fewer than `limit` elements, `fallback(*arrays)` otherwise. None where that dtype needs more than
+    the generated code (promotion, several outputs, an output that is an input or a constant)."""
+    compute, out_dtype = result_dtypes(program, (dtype,) * program.n_inputs)
+    if (compute != dtype or out_dtype != dtype or program.n_outputs != 1
+            or program.outputs[0].op in ("var", "const")):
+        return None
+    return compile_numpy(program, guarded=True)(xp, dtype, fallback, limit)
 
 
 def evaluate(program: Program, xp, arrays: tuple):

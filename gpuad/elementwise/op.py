@@ -79,7 +79,7 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
                 return None
             arrays.append(t._data)
         backend = g._backend
-        out = backend.xp.pointwise(vp, *arrays)
+        out = (vp.kernels.get(backend) or vp.kernel_for(backend))(*arrays)
         if len(wrt) == 1:
             return [Tensor._wrap(out, backend)]
         return [Tensor._wrap(a, backend) for a in out]
@@ -152,7 +152,7 @@ def _gradients(plan: tuple, ctx, g, wrt: tuple) -> list:
                 outs.append(call(sub, [by_role[r] for r in sub.roles]) if sub.n_inputs else None)
         return outs
     backend = g._backend
-    arrays = backend.xp.pointwise(vp, *[t._data for t in tensors])
+    arrays = (vp.kernels.get(backend) or vp.kernel_for(backend))(*[t._data for t in tensors])
     if len(wrt) == 1:
         return [Tensor._wrap(arrays, backend)]
     return [Tensor._wrap(a, backend) for a in arrays]

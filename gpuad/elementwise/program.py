@@ -3,6 +3,7 @@ backends compile and cache. Derived programs (VJP, JVP, one output of a VJP) are
 here, from the expression graph itself."""
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -35,6 +36,7 @@ class Program:
         self._derived: dict = {}
         self.compiled: dict = {}  # target-specific compiled forms, filled by the code generators
         self.numpy_plans: dict = {}  # the NumPy target's runner per input dtypes (see numpy_target.runner)
+        self.kernels: dict = {}  # backend -> the callable running this program on its arrays (kernel_for)
 
     def __repr__(self) -> str:
         return f"<pointwise program {self.name} {self.outputs}>"
@@ -44,6 +46,15 @@ class Program:
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Program) and other.key == self.key
+
+    def kernel_for(self, backend):
+        """The callable running this program on `backend`'s arrays, made once per backend and kept in
+        `kernels`: the backend's own (`xp.pointwise_kernel`) where it has one, else `xp.pointwise` bound to
+        this program."""
+        make = getattr(backend.xp, "pointwise_kernel", None)
+        run = self.kernels[backend] = make(self) if make is not None else functools.partial(
+            backend.xp.pointwise, self)
+        return run
 
     @property
     def n_inputs(self) -> int:
