@@ -220,3 +220,52 @@ def test_fast_pointwise_vjp_equals_the_rule_path_and_defers_to_it():
     assert node.op.fast_vjp(node, g, (1,)) is None
     node.saved = None
     assert node.op.fast_vjp(node, g, (0,)) is None  # freed: the rules raise the freed-graph error
+
+
+def test_each_leaf_grad_is_its_own_writable_array():
+    # add passes one gradient to both inputs and sum's gradient is a read-only broadcast view: every
+    # .grad must still be a writable array no other tensor shares (PyTorch copies a shared gradient)
+    a = ga.tensor([1.0, 2.0], requires_grad=True)
+    b = ga.tensor([3.0, 4.0], requires_grad=True)
+    h = a + b
+    h.retain_grad()
+    h.sum().backward()
+    grads = [a.grad._data, b.grad._data, h.grad._data]
+    assert all(g.flags.writeable and g.base is None for g in grads)
+    assert len({id(g) for g in grads}) == 3 and not np.shares_memory(grads[0], grads[1])
+    with ga.no_grad():
+        a.grad *= 3.0
+    np.testing.assert_array_equal(a.grad.numpy(), [3.0, 3.0])
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(h.grad.numpy(), [1.0, 1.0])
+
+
+def test_clip_grad_norm_scales_gradients_that_came_from_one_broadcast():
+    p1 = ga.tensor([1.0, 2.0], dtype=ga.float64, requires_grad=True)
+    p2 = ga.tensor([3.0, 4.0], dtype=ga.float64, requires_grad=True)
+    (p1 * p1 + p2).sum().backward()
+    norm = ga.nn.utils.clip_grad_norm_([p1, p2], 1.0)
+    assert norm == np.sqrt(2.0 ** 2 + 4.0 ** 2 + 1 + 1)
+    np.testing.assert_allclose(p1.grad.numpy(), np.array([2.0, 4.0]) / norm, rtol=1e-6)
+    np.testing.assert_allclose(p2.grad.numpy(), np.array([1.0, 1.0]) / norm, rtol=1e-6)
+
+
+def test_the_callers_grad_is_not_taken_as_a_leaf_grad():
+    x = ga.tensor([1.0, 2.0], requires_grad=True)
+    seed = ga.tensor([5.0, 6.0])
+    (x + 0.0).backward(seed)  # add's VJP hands the seed itself on
+    assert not np.shares_memory(x.grad._data, seed._data)
+    with ga.no_grad():
+        seed *= 0.0
+    np.testing.assert_array_equal(x.grad.numpy(), [5.0, 6.0])
+
+
+def test_an_unshared_gradient_becomes_the_leaf_grad_without_a_copy(monkeypatch):
+    from gpuad.autograd import engine
+
+    copies = []
+    monkeypatch.setattr(engine, "_owned", lambda g, given, owned=engine._owned: copies.append(
+        owned(g, given) is not g) or g)
+    w = ga.tensor(np.ones((3, 2)), requires_grad=True)
+    (ga.tensor(np.ones((4, 3))) @ w).tanh().sum().backward()  # matmul's VJP writes a fresh array
+    assert copies == [False]

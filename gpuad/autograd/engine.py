@@ -22,6 +22,18 @@ def _off_graph(g):
     return g if g.grad_fn is None and not g._requires_grad else g.detach()
 
 
+def _owned(g, given: set):
+    """g as a `.grad` that nothing else writes or reads through: its own array when it is a view (a
+    broadcast gradient is read-only; a view shares its buffer) or when this backward already gave that
+    array to another tensor or took it from the caller (`given`: their ids), as PyTorch's AccumulateGrad
+    copies a gradient that someone else holds. In-place updates of one `.grad` then touch no other."""
+    data = g._data
+    if data.base is not None or id(data) in given:
+        return Tensor._wrap(data.copy(), g._backend)
+    given.add(id(data))
+    return g
+
+
 def _plan(root_nodes, target_nodes, target_leaves):
     """The nodes backward must run (those with a path to a target; None when that is every node reached),
     and for each how many of those nodes point at it, so it runs only after all its consumers.
@@ -75,13 +87,15 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
         results = [None] * len(inputs)
         target_nodes = {t.grad_fn: i for i, t in enumerate(inputs) if t.grad_fn is not None}
 
+    given = {id(g._data) for g in grads}  # arrays a .grad must not share (see _owned)
+
     def deliver_leaf(leaf, g):
         if targets is not None:
             i = targets.get(id(leaf))
             if i is not None:
                 results[i] = g if results[i] is None else results[i] + g
         elif leaf.grad is None:
-            leaf.grad = g if create_graph else _off_graph(g)
+            leaf.grad = g if create_graph else _owned(_off_graph(g), given)
         else:
             leaf.grad = leaf.grad + g if create_graph else _off_graph(leaf.grad + g)
 
@@ -112,7 +126,7 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
             if node.retained is not None and g is not None:
                 kept = node.retained()
                 if kept is not None:
-                    kept.grad = g.detach() if kept.grad is None else (kept.grad + g).detach()
+                    kept.grad = _owned(g.detach(), given) if kept.grad is None else (kept.grad + g).detach()
             edges = node.edges
             wrt = None
             if g is not None:
@@ -225,3 +239,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if retain_graph is None:
         retain_graph = create_graph
     return tuple(run_backward(list(outputs), seeds, inputs, retain_graph, create_graph))
+
+
+from ..tensor import Tensor  # noqa: E402  (the tensor module imports this one's callers)
