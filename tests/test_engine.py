@@ -208,6 +208,8 @@ def test_fast_pointwise_vjp_equals_the_rule_path_and_defers_to_it():
             assert fast is not None, name
             for f, r in zip(fast, rule):
                 np.testing.assert_array_equal(f.numpy(), r.numpy(), err_msg=f"{name} {wrt}")
+    node = (x - y).grad_fn  # sub passes g on as x's gradient and computes only -g
+    assert node.op.fast_vjp(node, g, (0, 1))[0] is g and node.op.vjp(node.context(False), g, (0, 1))[0] is g
     node = ga.tanh(x).grad_fn
     op = node.op
     dual_g = g.detach()

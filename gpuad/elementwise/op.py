@@ -63,12 +63,10 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
         unchanged and carry no tangents, and that is not linearized; None otherwise."""
         if node.params is not NO_PARAMS or g._fw is not None:
             return None
-        vp, names, passthrough = plans.get(wrt) or plan_for(wrt)
+        _, compute, names, routes = plans.get(wrt) or plan_for(wrt)
         saved = node.saved
         if saved is None:
             return None  # freed: the rule path raises the error
-        if passthrough is not None:  # linear ops: the outputs are g (or an input) itself
-            return [(g if names[k] is None else saved[names[k]][0]) if k >= 0 else None for k in passthrough]
         arrays = []
         for name in names:
             if name is None:
@@ -78,11 +76,9 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
             if t._version[0] != version or t._fw is not None:
                 return None
             arrays.append(t._data)
-        backend = g._backend
-        out = (vp.kernels.get(backend) or vp.kernel_for(backend))(*arrays)
-        if len(wrt) == 1:
-            return [Tensor._wrap(out, backend)]
-        return [Tensor._wrap(a, backend) for a in out]
+        if routes is None:  # every gradient computed (most ops): no routing
+            return _computed(compute, g._backend, arrays)
+        return _routed(compute, routes, g, arrays, [g if name is None else saved[name][0] for name in names])
 
     jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
     found = program.compiled["op"] = Op(program.name, forward, vjp=vjp if differentiable else None, jvp=jvp,
@@ -110,24 +106,48 @@ def call(program: Program, tensors, linearize: bool = False) -> Tensor:
 
 
 def _vjp_plan(program: Program, args: tuple[str, ...], wrt: tuple) -> tuple:
-    """(derived VJP program, ctx name of each of its inputs (None for g), and when every output is an
-    input or a zero constant, which input each is (-1: zero))."""
+    """(derived VJP program; the program computing those of its outputs that are neither an input nor zero,
+    over the same inputs, or None; the ctx name of each input (None for g); and when some output is an
+    input or zero, where each gradient comes from in [*inputs, *computed, zero], else None). Linear ops
+    pass g on as it is: add's gradients are g twice, sub's g and -g (one kernel for -g)."""
     vp = program.vjp(wrt)
     names = tuple(None if role == "g" else _name(role, args) for role in vp.roles)
-    passthrough = None
-    if all(o.op in ("var", "const") for o in vp.outputs):  # linear ops: g itself, -g is not here
-        passthrough = tuple(vp.inputs.index(o) if o.op == "var" else -1 for o in vp.outputs)
-    return vp, names, passthrough
+    computed = [k for k, o in enumerate(vp.outputs) if o.op not in ("var", "const")]
+    if len(computed) == vp.n_outputs:
+        return vp, vp, names, None
+    n, routes = vp.n_inputs, []
+    for k, o in enumerate(vp.outputs):
+        routes.append(vp.inputs.index(o) if o.op == "var" else n + len(computed) if o.op == "const"
+                      else n + computed.index(k))
+    compute = None
+    if computed:
+        compute = Program(vp.inputs, tuple(vp.outputs[k] for k in computed), f"{vp.name}_part", vp.roles)
+    return vp, compute, names, tuple(routes)
+
+
+def _computed(compute: Program, backend, arrays: list) -> list:
+    """The outputs of `compute` on `arrays`, as tensors."""
+    out = (compute.kernels.get(backend) or compute.kernel_for(backend))(*arrays)
+    if compute.n_outputs == 1:
+        return [Tensor._wrap(out, backend)]
+    return [Tensor._wrap(a, backend) for a in out]
+
+
+def _routed(compute: Program | None, routes: tuple, g, arrays: list, inputs: list) -> list:
+    """Gradients by `routes` (see _vjp_plan): `inputs` passed on, the rest computed, zeros as None."""
+    pool = inputs + (_computed(compute, g._backend, arrays) if compute is not None else [])
+    pool.append(None)
+    return [pool[r] for r in routes]
 
 
 def _gradients(plan: tuple, ctx, g, wrt: tuple) -> list:
     """The gradients of the inputs in `wrt` by their `_vjp_plan`: one fused pass, or one differentiable
     Op per gradient when the backward itself is being recorded (create_graph) or carries tangents."""
     values = ctx.__dict__
-    vp, names, passthrough = plan
+    vp, compute, names, routes = plan
     tensors = [g if name is None else values[name] for name in names]
-    if passthrough is not None:
-        return [tensors[k] if k >= 0 else None for k in passthrough]
+    if compute is None:  # linear ops: every gradient is g (or zero)
+        return _routed(None, routes, g, [], tensors)
     recorded = False
     for t in tensors:
         if t._fw is not None or (t._requires_grad and state.grad_enabled):
@@ -151,11 +171,10 @@ def _gradients(plan: tuple, ctx, g, wrt: tuple) -> list:
                 sub = vp.select(k)
                 outs.append(call(sub, [by_role[r] for r in sub.roles]) if sub.n_inputs else None)
         return outs
-    backend = g._backend
-    arrays = (vp.kernels.get(backend) or vp.kernel_for(backend))(*[t._data for t in tensors])
-    if len(wrt) == 1:
-        return [Tensor._wrap(arrays, backend)]
-    return [Tensor._wrap(a, backend) for a in arrays]
+    arrays = [t._data for t in tensors]
+    if routes is None:
+        return _computed(compute, g._backend, arrays)
+    return _routed(compute, routes, g, arrays, tensors)
 
 
 def _jvp(program: Program, args: tuple[str, ...], ctx, tangents):
