@@ -232,8 +232,6 @@ class Tensor:
 
     # ---- in-place ops: bump the version; leaves that require grad only under no_grad ------------
     def _write(self, result: Tensor, opname: str) -> Tensor:
-        from .autograd.mode import state
-
         if result.shape != self.shape:
             raise ValueError(
                 f"{opname}: in-place result has shape {result.shape}, the tensor has shape {self.shape}; "
@@ -257,8 +255,6 @@ class Tensor:
     def _update(self, other, ufunc: str, out_of_place, opname: str) -> Tensor:
         """`self <op>= other`: straight into the buffer when no graph or tangent is involved (the optimizer
         step: one pass, no temporary); otherwise out of place, recorded, and written back by _write."""
-        from .autograd.mode import state
-
         value = self._coerce(other)
         if (self._fw is None and value._fw is None and value._backend is self._backend
                 and not (state.grad_enabled and (self._requires_grad or value._requires_grad))):
@@ -362,3 +358,6 @@ def _backend_of(device):
     if hasattr(device, "xp"):
         return device
     return for_device(device)
+
+
+from .autograd.mode import state  # noqa: E402  (the autograd package imports this module)

@@ -109,22 +109,24 @@ def apply(op: Op, inputs: tuple, params: dict):
             arrays.append(t._data)
     program = op.program
     try:
-        if params is NO_PARAMS and program is not None:
-            data = (program.kernels.get(backend) or program.kernel_for(backend))(*arrays)
+        if params is NO_PARAMS and program is not None:  # pointwise: no view; differentiable means float out
+            out = Tensor._wrap((program.kernels.get(backend) or program.kernel_for(backend))(*arrays), backend)
+            record = needs_grad and op.differentiable
         else:
             data = op.forward(backend.xp, *arrays, **params)
+            out = Tensor._wrap(data, params["device"] if op.moves_device else backend)
+            if op.view:
+                out._version = inputs[0]._version
+            record = needs_grad and op.differentiable and data.dtype.kind == "f"
     except GpuadError:
         raise
     except IndexError as exc:
         raise IndexOutOfRange(f"{op.name}: {exc} (input: {_describe(inputs[:1])})") from None
     except (ValueError, TypeError) as exc:
         raise ShapeError(f"{op.name}: {exc}; inputs: {_describe(inputs)}") from None
-    out = Tensor._wrap(data, params["device"] if op.moves_device else backend)
-    if op.view:
-        out._version = inputs[0]._version
     if dual:
         out._fw = {}  # filled below; a node saving "y" shares this dict, so y keeps its tangents
-    if needs_grad and state.grad_enabled and op.differentiable and data.dtype.kind == "f":
+    if record and state.grad_enabled:
         if n == 1:  # edges, wrt, shapes, dtypes: unrolled for one and two inputs, as above
             a = arrays[0]
             _attach(op, params, out, inputs, (x.grad_fn or x,), _WRT[1], (a.shape,), (a.dtype,))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from .. import dtypes
 from ..autograd.function import NO_PARAMS, Op, apply
 from ..elementwise.expr import op
 from ..elementwise.op import program_op
@@ -231,8 +232,6 @@ def where(cond, a, b):
 
 def astype(x, dtype):
     """Cast to `dtype`; the gradient is cast back to the input's dtype."""
-    from .. import dtypes
-
     dtype = dtypes.resolve(dtype)
     if x.dtype == dtype:
         return x

@@ -6,7 +6,7 @@ import string
 
 from ..autograd.function import Op, apply
 from ..errors import ShapeError
-from .common import operands
+from .common import as_tensor, operands
 
 
 def _matmul_grad_a(c, g):
@@ -135,8 +135,6 @@ def _explicit(subscripts: str, shapes) -> tuple[list[str], str]:
 
 def einsum(subscripts: str, *operands_):
     """Einstein summation as NumPy's (explicit or implicit output, '...'); differentiable."""
-    from .common import as_tensor
-
     xs = tuple(as_tensor(x) for x in operands_)
     ins, out = _explicit(subscripts, [x.shape for x in xs])
     spec = ",".join(ins) + "->" + out
