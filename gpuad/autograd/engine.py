@@ -36,23 +36,23 @@ def _owned(g, given: set):
 
 def _plan(root_nodes, target_nodes, target_leaves):
     """The nodes backward must run (those with a path to a target; None when that is every node reached),
-    and for each how many of those nodes point at it, so it runs only after all its consumers.
-    Post-order DFS, no recursion."""
+    and for each `[consumers, None]`: how many of those nodes point at it, so that it runs only after all
+    of them, and the slot where their gradients for it add up. Post-order DFS, no recursion."""
     if target_leaves is None and not target_nodes:
         # .backward(): every recorded node has an edge to a node or a leaf that requires grad, so
         # every reachable node is needed (None: no lookup); one counting pass suffices
-        deps: dict[Node, int] = {}
+        slots: dict[Node, list] = {}
         stack = list(root_nodes)
         while stack:
             for e in stack.pop().edges:
                 if type(e) is Node:
-                    count = deps.get(e)
-                    if count is None:
-                        deps[e] = 1
+                    slot = slots.get(e)
+                    if slot is None:
+                        slots[e] = [1, None]
                         stack.append(e)
                     else:
-                        deps[e] = count + 1
-        return None, deps
+                        slot[0] += 1
+        return None, slots
     needed: dict[Node, bool] = {}
     stack = [(n, False) for n in root_nodes]
     while stack:
@@ -66,13 +66,17 @@ def _plan(root_nodes, target_nodes, target_leaves):
             needed[node] = False
             stack.append((node, True))
             stack.extend((e, False) for e in node.edges if type(e) is Node and e not in needed)
-    deps: dict[Node, int] = {}
+    slots = {}
     for node, keep in needed.items():
         if keep:
             for e in node.edges:
                 if type(e) is Node and needed[e]:
-                    deps[e] = deps.get(e, 0) + 1
-    return needed, deps
+                    slot = slots.get(e)
+                    if slot is None:
+                        slots[e] = [1, None]
+                    else:
+                        slot[0] += 1
+    return needed, slots
 
 
 def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=False):
@@ -99,8 +103,8 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
         else:
             leaf.grad = leaf.grad + g if create_graph else _off_graph(leaf.grad + g)
 
-    pending: dict[Node, object] = {}
     root_nodes = []
+    seeds = []
     for root, g in zip(roots, grads):
         node = root.grad_fn
         if node is None:
@@ -110,16 +114,21 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                     "set requires_grad=True on an input it depends on")
             deliver_leaf(root, g)
             continue
-        pending[node] = g if node not in pending else pending[node] + g
         root_nodes.append(node)
+        seeds.append(g)
 
-    needed, deps = _plan(root_nodes, target_nodes or {}, targets)
+    needed, slots = _plan(root_nodes, target_nodes or {}, targets)
     every = needed is None  # backward(): every node reached is needed (see _plan)
-    ready = [n for n in dict.fromkeys(root_nodes) if (every or needed[n]) and deps.get(n, 0) == 0]
+    for node, g in zip(root_nodes, seeds):  # a root's slot: no consumers, unless another root reaches it
+        slot = slots.get(node)
+        if slot is None:
+            slot = slots[node] = [0, None]
+        slot[1] = g if slot[1] is None else slot[1] + g
+    ready = [n for n in dict.fromkeys(root_nodes) if (every or needed[n]) and slots[n][0] == 0]
     with set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()
-            g = pending.pop(node, None)
+            g = slots.pop(node)[1]  # the gradients summed; the slot goes, so g is freed after this node
             if target_nodes and node in target_nodes and g is not None:
                 i = target_nodes[node]
                 results[i] = g if results[i] is None else results[i] + g
@@ -146,24 +155,24 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                             data = gi._data
                             if data.shape != shapes[i] or data.dtype is not dtypes[i]:
                                 gi = _sum_to(gi, shapes[i], dtypes[i])
-                            if type(edge) is Node:
-                                prev = pending.get(edge)
-                                pending[edge] = gi if prev is None else prev + gi
-                            else:
+                        if type(edge) is not Node:
+                            if gi is not None:
                                 deliver_leaf(edge, gi)
-                        if type(edge) is Node:  # every needed node edge is in wrt
-                            left = deps[edge] - 1
-                            deps[edge] = left
-                            if left == 0:
-                                ready.append(edge)
+                            continue
+                        slot = slots[edge]  # every needed node edge is in wrt
+                        if gi is not None:
+                            slot[1] = gi if slot[1] is None else slot[1] + gi
+                        slot[0] -= 1
+                        if slot[0] == 0:
+                            ready.append(edge)
             if not retain_graph:
                 node.saved = None  # freed: the saved tensors' buffers go back to the allocator now
             if not wrt:  # no gradient went out: the needed nodes behind this one still lose a consumer
                 for edge in edges:
                     if type(edge) is Node and (every or needed[edge]):
-                        left = deps[edge] - 1
-                        deps[edge] = left
-                        if left == 0:
+                        slot = slots[edge]
+                        slot[0] -= 1
+                        if slot[0] == 0:
                             ready.append(edge)
     return results if inputs is not None else None
 
