@@ -144,8 +144,11 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
                     wrt = tuple([i for i in wrt if (needed[edges[i]] if type(edges[i]) is Node
                                                      else id(edges[i]) in targets)])
                 if wrt:
+                    fast = None if create_graph else node.op.fast_vjp  # see Op.fast_vjp
                     try:
-                        grads = _vjps(node, g, create_graph, wrt)
+                        grads = fast(node, g, wrt) if fast is not None else None
+                        if grads is None:
+                            grads = _vjps(node, g, create_graph, wrt)
                     except MemoryError as exc:
                         grads = _vjps_after_emptying(node, g, create_graph, wrt, exc)
                     shapes, dtypes = node.shapes, node.dtypes
@@ -178,14 +181,9 @@ def run_backward(roots, grads, inputs=None, retain_graph=False, create_graph=Fal
 
 
 def _vjps(node, g, create_graph, wrt) -> list:
-    """The gradients (or None) of the inputs in `wrt`, by the op's fast VJP when nothing is recorded
-    and it applies, else by its rules on the node's context."""
+    """The gradients (or None) of the inputs in `wrt` by the op's rules on the node's context (the
+    engine tries the op's fast VJP first when nothing is recorded)."""
     op = node.op
-    fast = None if create_graph else op.fast_vjp
-    if fast is not None:
-        grads = fast(node, g, wrt)
-        if grads is not None:
-            return grads
     ctx = node.context(create_graph)
     if op.joint_vjp:
         return op.vjp(ctx, g, wrt)
