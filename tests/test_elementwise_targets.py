@@ -193,3 +193,19 @@ def test_a_kernel_leaves_large_arrays_and_several_outputs_to_pointwise(monkeypat
     both = PROGRAMS["mul"].vjp((0, 1))
     host.kernel(both)(big[:4], big[:4], big[:4])
     assert called == ["tanh", both.name]
+
+
+def test_kernel_for_binds_xp_pointwise_on_a_backend_without_pointwise_kernel():
+    import types
+
+    class Backend:  # a third party's: its namespace has pointwise only
+        xp = types.SimpleNamespace(pointwise=lambda p, *arrays: calls.append(p) or host.pointwise(p, *arrays))
+
+    program = PROGRAMS["mul"].vjp((0,))
+    calls = []
+    backend = Backend()
+    a, b = np.arange(3.0), np.full(3, 2.0)
+    run = program.kernel_for(backend)
+    assert program.kernels[backend] is run and program.kernels.get(cpu) is not run
+    np.testing.assert_array_equal(run(a, b), a * b)
+    assert calls == [program]
