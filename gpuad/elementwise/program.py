@@ -25,6 +25,7 @@ class Program:
         mapping = {v.uid: c for v, c in zip(inputs, canon) if v is not c}
         self.inputs = canon
         self.outputs = tuple(substitute(outputs, mapping)) if mapping else tuple(outputs)
+        self.n_inputs, self.n_outputs = len(self.inputs), len(self.outputs)  # attributes: read per kernel call
         self.name = name
         self.roles = roles or tuple(f"x{i}" for i in range(len(inputs)))
         self.nodes = topological(self.outputs)
@@ -55,14 +56,6 @@ class Program:
         run = self.kernels[backend] = make(self) if make is not None else functools.partial(
             backend.xp.pointwise, self)
         return run
-
-    @property
-    def n_inputs(self) -> int:
-        return len(self.inputs)
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.outputs)
 
     # ---- derived programs ---------------------------------------------------------------------
     def _derive(self, key, build):
