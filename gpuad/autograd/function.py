@@ -94,7 +94,8 @@ def apply(op: Op, inputs: tuple, params: dict):
             raise _device_error(op, inputs)
         arrays = (x._data, y._data)
         dual = x._fw is not None or y._fw is not None
-        needs_grad = x._requires_grad or y._requires_grad
+        gx, gy = x._requires_grad, y._requires_grad
+        needs_grad = gx or gy
     else:
         backend = inputs[0]._backend
         dual = needs_grad = False
@@ -110,11 +111,11 @@ def apply(op: Op, inputs: tuple, params: dict):
     program = op.program
     try:
         if params is NO_PARAMS and program is not None:  # pointwise: no view; differentiable means float out
-            out = Tensor._wrap((program.kernels.get(backend) or program.kernel_for(backend))(*arrays), backend)
+            out = _wrap((program.kernels.get(backend) or program.kernel_for(backend))(*arrays), backend)
             record = needs_grad and op.differentiable
         else:
             data = op.forward(backend.xp, *arrays, **params)
-            out = Tensor._wrap(data, params["device"] if op.moves_device else backend)
+            out = _wrap(data, params["device"] if op.moves_device else backend)
             if op.view:
                 out._version = inputs[0]._version
             record = needs_grad and op.differentiable and data.dtype.kind == "f"
@@ -131,7 +132,6 @@ def apply(op: Op, inputs: tuple, params: dict):
             a = arrays[0]
             _attach(op, params, out, inputs, (x.grad_fn or x,), _WRT[1], (a.shape,), (a.dtype,))
         elif n == 2:
-            gx, gy = x._requires_grad, y._requires_grad
             a, b = arrays
             _attach(op, params, out, inputs, ((x.grad_fn or x) if gx else None, (y.grad_fn or y) if gy else None),
                     _WRT[gx + 2 * gy], (a.shape, b.shape), (a.dtype, b.dtype))
@@ -226,3 +226,5 @@ def _propagate_tangents(op, inputs, params, out) -> None:
 
 
 from ..tensor import Tensor  # noqa: E402  (Tensor's methods call ops, which call apply)
+
+_wrap = Tensor._wrap  # one global lookup per op instead of two
