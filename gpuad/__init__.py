@@ -13,7 +13,7 @@ from .creation import (arange, empty, eye, full, full_like, linspace, manual_see
 from .dtypes import bfloat16, bool_, float16, float32, float64, int32, int64
 from .elementwise.function import elementwise
 from .errors import (DeviceError, DtypeError, GpuadError, GradError, GraphFreedError, IndexOutOfRange,
-                     InplaceModifiedError, ShapeError)
+                     InplaceModifiedError, ReadOnlyError, ShapeError)
 from .ops.elementwise import (abs, add, astype, clamp, clip, cos, div, equal, erf, exp, expm1, gelu,
                               greater, greater_equal, isfinite, isnan, less, less_equal, log, log1p,
                               logical_and, logical_not, logical_or, maximum, minimum, mul, neg, not_equal,

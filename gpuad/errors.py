@@ -32,3 +32,7 @@ class DtypeError(GpuadError, TypeError):
 
 class IndexOutOfRange(GpuadError, IndexError):
     """An index beyond a dimension's size."""
+
+
+class ReadOnlyError(GpuadError, ValueError):
+    """An in-place write into memory that cannot take it: a broadcast view or a read-only array."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import dtypes as _dtypes
 from .backends import for_device
-from .errors import DtypeError, GradError
+from .errors import DtypeError, GradError, ReadOnlyError, ShapeError
 
 _new = object.__new__
 
@@ -231,9 +231,25 @@ class Tensor:
         return f"tensor({body}, {', '.join(extra)})"
 
     # ---- in-place ops: bump the version; leaves that require grad only under no_grad ------------
+    def _writable(self, opname: str) -> None:
+        """Raise ReadOnlyError unless this tensor's memory takes an in-place write: not a broadcast view
+        (stride 0 along a dimension longer than one: several elements are one memory location, which
+        NumPy marks read-only and CuPy would write in a race) and not a read-only array."""
+        data = self._data
+        strides = data.strides
+        if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, data.shape)):
+            why = "it is a broadcast view (several of its elements are one memory location)"
+        elif not getattr(data.flags, "writeable", True):
+            why = "its array is read-only"
+        else:
+            return
+        raise ReadOnlyError(f"{opname}: cannot write in place into a {self.shape} {self.dtype} tensor on "
+                            f"{self.device}: {why}; write into a copy (x * 1) instead")
+
     def _write(self, result: Tensor, opname: str) -> Tensor:
+        self._writable(opname)
         if result.shape != self.shape:
-            raise ValueError(
+            raise ShapeError(
                 f"{opname}: in-place result has shape {result.shape}, the tensor has shape {self.shape}; "
                 "in-place ops cannot change a tensor's shape")
         if state.grad_enabled and self.grad_fn is None and self._requires_grad:
@@ -255,6 +271,7 @@ class Tensor:
     def _update(self, other, ufunc: str, out_of_place, opname: str) -> Tensor:
         """`self <op>= other`: straight into the buffer when no graph or tangent is involved (the optimizer
         step: one pass, no temporary); otherwise out of place, recorded, and written back by _write."""
+        self._writable(opname)
         value = self._coerce(other)
         if (self._fw is None and value._fw is None and value._backend is self._backend
                 and not (state.grad_enabled and (self._requires_grad or value._requires_grad))):
@@ -264,7 +281,7 @@ class Tensor:
                 raise DtypeError(f"{opname}: cannot write a {out_of_place(self, other).dtype} result into a "
                                  f"{self.dtype} tensor in place") from None
             except ValueError:
-                raise ValueError(f"{opname}: in-place result of {self.shape} and {value.shape} does not have the "
+                raise ShapeError(f"{opname}: in-place result of {self.shape} and {value.shape} does not have the "
                                  f"tensor's shape {self.shape}; in-place ops cannot change a tensor's shape") from None
             self._version[0] += 1
             return self

@@ -195,3 +195,36 @@ def test_error_is_not_a_bare_numpy_traceback():
 def test_cuda_without_gpu_says_what_is_available():
     with pytest.raises(ga.DeviceError, match=r"device 'cuda:0' is not available.*available backends: \['numpy'"):
         ga.ones(2).to("cuda")
+
+
+_IN_PLACE = {
+    "add_ (+=)": lambda t: t.__iadd__(1.0), "sub_ (-=)": lambda t: t.__isub__(1.0),
+    "mul_ (*=)": lambda t: t.__imul__(2.0), "div_ (/=)": lambda t: t.__itruediv__(2.0),
+    "setitem (x[idx] = v)": lambda t: t.__setitem__(0, 5.0), "fill_": lambda t: t.fill_(3.0),
+    "copy_": lambda t: t.copy_(ga.zeros(t.shape)),
+}
+
+
+@pytest.mark.parametrize("opname", sorted(_IN_PLACE))
+def test_in_place_write_into_a_broadcast_view_or_read_only_array_names_the_op(opname):
+    from numpy.lib.stride_tricks import as_strided
+
+    write = _IN_PLACE[opname]
+    shared = as_strided(np.zeros(1, np.float32), shape=(2, 3), strides=(0, 0), writeable=True)  # CuPy's kind
+    frozen = np.ones((2, 3), np.float32)
+    frozen.flags.writeable = False
+    for t, why in [(ga.ones(3).broadcast_to((2, 3)), "broadcast view"), (ga.tensor(shared), "broadcast view"),
+                   (ga.tensor(frozen), "read-only")]:
+        with ga.no_grad(), pytest.raises(ga.ReadOnlyError, match=rf"{opname[:4]}.*\(2, 3\) float32.*{why}"):
+            write(t)
+    assert not shared.any() and (frozen == 1).all()  # nothing was written
+    ok = ga.tensor(as_strided(np.zeros(3, np.float32), shape=(1, 3), strides=(0, 4), writeable=True))
+    with ga.no_grad():
+        write(ok)  # stride 0 along a dimension of one: one element per location, writable
+    assert ok._version[0] == 1
+
+
+def test_in_place_result_of_another_shape_is_a_shape_error():
+    y = ga.ones(3)
+    with pytest.raises(ga.ShapeError, match=r"add_ \(\+=\).*\(2, 3\)"):
+        y += ga.ones((2, 3))

@@ -95,6 +95,7 @@ def index_put(x, index, value):
 
 def setitem(x: Tensor, index, value) -> None:
     """x[index] = value in place; written directly when no gradient or tangent is involved."""
+    x._writable("setitem (x[idx] = v)")
     value = as_tensor(value, x)
     tracked = state.grad_enabled and (x._requires_grad or value._requires_grad)
     if tracked or x._fw is not None or value._fw is not None:
