@@ -7,7 +7,9 @@
    rule in gpuad/elementwise/host.py) and with every large program on the Numba kernel;
 3. a tanh writing a 32 MiB output into a block the allocation handler reused, and into a fresh one
    (the handler's cache emptied before each call);
-4. an 8-element add right after a (256, 784) x (784, 512) matmul and warm, gpuad against NumPy.
+4. an 8-element add right after a (256, 784) x (784, 512) matmul and warm, gpuad against NumPy;
+5. an 8-element float32 mul, warm: NumPy's ufunc, the program's kernel (`Program.kernel_for`: the
+   generated code with its dtype and size guard) and `host.pointwise` (the dtype-keyed lookup).
 
     python benchmarks/host_paths.py [--samples 41]
 """
@@ -107,6 +109,23 @@ def cold_op(samples: int) -> None:
     show("4b. 8-element add, warm", medians(cases, samples, lambda _: small + small))
 
 
+def small_kernel(samples: int, calls: int = 2000) -> None:
+    program = PROGRAMS["mul"]
+    a, b = np.ones(8, np.float32), np.full(8, 2.0, np.float32)
+    kernel = program.kernel_for(ga.backends.get("numpy"))
+
+    def repeat(fn):
+        def run():
+            for _ in range(calls):
+                fn(a, b)
+        return run
+
+    cases = {"NumPy ufunc (np.multiply)": repeat(np.multiply), "the program's kernel (guarded code)": repeat(kernel),
+             "host.pointwise(program, a, b)": repeat(lambda x, y: host.pointwise(program, x, y))}
+    result = {name: t / calls for name, t in medians(cases, samples).items()}
+    show("5. 8-element float32 mul, warm (per call)", result, 1e-9, "ns")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=41)
@@ -117,6 +136,7 @@ def main() -> int:
     mlp_rule(args.samples)
     output_reuse(args.samples)
     cold_op(args.samples)
+    small_kernel(args.samples)
     return 0
 
 

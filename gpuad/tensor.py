@@ -271,10 +271,10 @@ class Tensor:
     def _update(self, other, ufunc: str, out_of_place, opname: str) -> Tensor:
         """`self <op>= other`: straight into the buffer when no graph or tangent is involved (the optimizer
         step: one pass, no temporary); otherwise out of place, recorded, and written back by _write."""
-        self._writable(opname)
         value = self._coerce(other)
         if (self._fw is None and value._fw is None and value._backend is self._backend
                 and not (state.grad_enabled and (self._requires_grad or value._requires_grad))):
+            self._writable(opname)
             try:
                 getattr(self._backend.xp, ufunc)(self._data, value._data, out=self._data, casting="same_kind")
             except TypeError:

@@ -269,5 +269,6 @@ def test_an_unshared_gradient_becomes_the_leaf_grad_without_a_copy(monkeypatch):
     monkeypatch.setattr(engine, "_owned", lambda g, given, owned=engine._owned: copies.append(
         owned(g, given) is not g) or g)
     w = ga.tensor(np.ones((3, 2)), requires_grad=True)
-    (ga.tensor(np.ones((4, 3))) @ w).tanh().sum().backward()  # matmul's VJP writes a fresh array
-    assert copies == [False]
+    b = ga.tensor(np.zeros(2), requires_grad=True)
+    (ga.tensor(np.ones((4, 3))) @ w + b).tanh().sum().backward()  # matmul's VJP and the bias's sum: fresh
+    assert copies == [False, False]

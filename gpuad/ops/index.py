@@ -95,7 +95,6 @@ def index_put(x, index, value):
 
 def setitem(x: Tensor, index, value) -> None:
     """x[index] = value in place; written directly when no gradient or tangent is involved."""
-    x._writable("setitem (x[idx] = v)")
     value = as_tensor(value, x)
     tracked = state.grad_enabled and (x._requires_grad or value._requires_grad)
     if tracked or x._fw is not None or value._fw is not None:
@@ -103,6 +102,7 @@ def setitem(x: Tensor, index, value) -> None:
         return
     if value._backend is not x._backend:
         raise DeviceError(f"setitem: value on {value.device}, tensor on {x.device}")
+    x._writable("setitem (x[idx] = v)")
     raw, _ = normalize_index(x, index)
     try:
         x._data[raw] = value._data
