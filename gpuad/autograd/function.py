@@ -25,8 +25,8 @@ class Op:
     A `jvp` given as one callable `(ctx, tangents)` sees all tangents at once (None for zero).
     `fast_vjp(node, g, wrt)`, optional, computes the same gradients straight from the node's saved
     tensors when the backward is not recorded, skipping the ctx; it returns None where it does not apply
-    (the rules then run). An op running a pointwise `program` gives it: apply calls the backend's
-    `xp.pointwise(program, *arrays)` itself when there are no params, a call less than `forward`."""
+    (the rules then run). An op running a pointwise `program` gives it: apply calls the program's
+    kernel for the backend (`Program.kernel_for`) itself when there are no params, instead of `forward`."""
 
     __slots__ = ("name", "forward", "vjp", "jvp", "args", "save", "view", "differentiable", "variadic",
                  "joint_vjp", "moves_device", "saves", "fast_vjp", "program")
@@ -42,7 +42,7 @@ class Op:
         self.differentiable = vjp is not None
         self.joint_vjp = callable(vjp)
         self.fast_vjp = fast_vjp
-        self.program = program  # a pointwise Program: without params apply runs xp.pointwise on it directly
+        self.program = program  # a pointwise Program: without params apply runs its kernel directly
         n = 1 if self.variadic else len(self.args)
         save = save if save is not None else ("",) * n
         if isinstance(save, str):

@@ -6,8 +6,13 @@ Contract with backends (each backend's array namespace `xp` provides the hook):
     xp.pointwise(program, *arrays) -> array | tuple[array, ...]
 
 evaluates a `Program` elementwise with NumPy broadcasting and dtype promotion (float16 computes in
-float32); a program with several outputs returns a tuple. Op forwards call only this hook, so they
-stay backend-agnostic. A `Program` exposes:
+float32); a program with several outputs returns a tuple. Optionally,
+
+    xp.pointwise_kernel(program) -> callable(*arrays)
+
+gives the same evaluation as one callable made once per program (`Program.kernel_for` keeps it per
+backend; without the hook it binds `xp.pointwise` to the program). Op forwards call only these hooks,
+so they stay backend-agnostic. A `Program` exposes:
 
 - `key`: a stable, hashable canonical text of the expression (equal programs have equal keys, in
   every process); `digest` is a short hash of it, safe in identifiers and file names.

@@ -1,9 +1,10 @@
-"""Programs as gpuad Ops. The forward calls the backend's `xp.pointwise(program, *arrays)`; the VJP
-computes every needed input gradient with the program's derived VJP program in one pass; the JVP is
-the derived JVP program applied as an Op. Since derived programs are again programs, their Ops have
-the same rules: fused backward kernels are differentiable (grad of grad, jvp of grad). When nothing
-records the backward, the engine takes the Op's `fast_vjp` instead: the same VJP program on the node's
-saved arrays, without building a rule context.
+"""Programs as gpuad Ops. The forward runs the program's kernel for the backend (`Program.kernel_for`;
+`xp.pointwise` when the forward is linearized); the VJP computes every needed input gradient with the
+program's derived VJP program in one pass; the JVP is the derived JVP program applied as an Op.
+Since derived programs are again programs, their Ops have the same rules: fused backward kernels are
+differentiable (grad of grad, jvp of grad). When nothing records the backward, the engine takes the
+Op's `fast_vjp` instead: the same VJP program on the node's saved arrays, without building a rule
+context.
 
 User functions whose derivative would evaluate transcendental functions again are linearized: the
 forward kernel also writes the partial derivatives (sharing every subexpression with the value), and
