@@ -9,7 +9,9 @@
    (the handler's cache emptied before each call);
 4. an 8-element add right after a (256, 784) x (784, 512) matmul and warm, gpuad against NumPy;
 5. an 8-element float32 mul, warm: NumPy's ufunc, the program's kernel (`Program.kernel_for`: the
-   generated code with its dtype and size guard) and `host.pointwise` (the dtype-keyed lookup).
+   generated code with its dtype and size guard) and `host.pointwise` (the dtype-keyed lookup);
+6. tanh's VJP g * (1 - y*y) on 8 float32 elements, warm: the ufuncs with the constant as a Python float
+   (NumPy converts it on every call) and as a 0-d float32 array (what a kernel binds), and the kernel.
 
     python benchmarks/host_paths.py [--samples 41]
 """
@@ -126,6 +128,27 @@ def small_kernel(samples: int, calls: int = 2000) -> None:
     show("5. 8-element float32 mul, warm (per call)", result, 1e-9, "ns")
 
 
+def kernel_constants(samples: int, calls: int = 2000) -> None:
+    program = PROGRAMS["tanh"].vjp((0,))
+    y, g = np.linspace(-0.9, 0.9, 8, dtype=np.float32), np.ones(8, np.float32)
+    args = [{"y": y, "g": g}[role] for role in program.roles]
+    kernel = program.kernel_for(ga.backends.get("numpy"))
+    one = np.asarray(1.0, np.float32)
+    mul, sub = np.multiply, np.subtract
+
+    def repeat(fn):
+        def run():
+            for _ in range(calls):
+                fn()
+        return run
+
+    cases = {"ufuncs, 1.0 a Python float": repeat(lambda: mul(g, sub(1.0, mul(y, y)))),
+             "ufuncs, 1.0 a 0-d float32 array": repeat(lambda: mul(g, sub(one, mul(y, y)))),
+             "the program's kernel (guarded code)": repeat(lambda: kernel(*args))}
+    result = {name: t / calls for name, t in medians(cases, samples).items()}
+    show("6. g * (1 - y*y), 8 float32 elements, warm (per call)", result, 1e-9, "ns")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=41)
@@ -137,6 +160,7 @@ def main() -> int:
     output_reuse(args.samples)
     cold_op(args.samples)
     small_kernel(args.samples)
+    kernel_constants(args.samples)
     return 0
 
 

@@ -150,9 +150,21 @@ def test_one_arithmetic_op_runs_as_its_numpy_ufunc_below_the_parallel_size():
     assert host.PARALLEL_MIN_SIZE == numba_target.PARALLEL_MIN_SIZE
 
 
-@pytest.mark.parametrize("name", sorted(PROGRAMS))
-def test_a_programs_kernel_equals_pointwise_and_calls_it_outside_its_float32_case(name, monkeypatch):
+def _first_input_vjp(name):
     program = PROGRAMS[name]
+    if program.inputs[0].kind != "f" or program.outputs[0].kind != "f":
+        return None
+    vjp = program.vjp((0,))
+    return vjp if 1 <= vjp.n_inputs <= 3 else None  # zero inputs: a constant gradient, no kernel runs
+
+
+# every built-in and the VJP of its first input (VJPs hold constants: 1 - y*y, 0.5 * ...; float only)
+KERNEL_CASES = {**PROGRAMS, **{f"{n} vjp": _first_input_vjp(n) for n in PROGRAMS if _first_input_vjp(n)}}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_CASES))
+def test_a_programs_kernel_equals_pointwise_and_calls_it_outside_its_float32_case(name, monkeypatch):
+    program = KERNEL_CASES[name]
     kernel = host.kernel(program)
     rng = np.random.default_rng(0)
     fell_back = []
@@ -170,14 +182,14 @@ def test_a_programs_kernel_equals_pointwise_and_calls_it_outside_its_float32_cas
         return [rng.random(s) > 0.5 if k == "b" else (rng.standard_normal(s) + 0.5).astype(dtype)
                 for k, s in zip(kinds, shapes)]
 
-    for dtype in (np.float32, np.float64, np.float16, np.int32):
+    for dtype in (np.float32, np.float64, np.float16) + (() if name.endswith(" vjp") else (np.int32,)):
         arrays = inputs(dtype)
         fell_back.clear()
         with np.errstate(all="ignore"):
             got, want = kernel(*arrays), pointwise(program, *arrays)
         assert type(got) is np.ndarray and got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
-        direct = dtype == np.float32 and "b" not in kinds
+        direct = dtype == np.float32 and "b" not in kinds and program.outputs[0].op not in ("var", "const")
         assert fell_back == ([] if direct else [tuple(a.dtype for a in arrays)])
     scalar = kernel(*inputs(np.float32, [()] * len(kinds)))
     assert type(scalar) is np.ndarray and scalar.shape == ()  # a 0-d result stays an array

@@ -23,9 +23,12 @@ def python_source(program: Program, guarded: bool = False) -> str:
     """`def bind(xp, dt)` returning `run(a0, ...)`: one namespace call per node, the functions it calls
     bound once as closure variables; `dt` is the float dtype bools become. `guarded`: `bind(xp, dt,
     fallback, limit)`, whose `run` computes only when every input has dtype `dt` and fewer than `limit`
-    elements, and calls `fallback` with the same arrays otherwise (see `guarded`)."""
+    elements, and calls `fallback` with the same arrays otherwise (see `guarded`). There numeric
+    constants are 0-d arrays of `dt` made once: a ufunc takes them at an array's cost, where a Python
+    float costs twice that (NumPy converts it per call); with every input of dtype `dt` the result is the same."""
     names = {}
     lines = []
+    consts = []
     used = {"ndarray", "asarray"}
     for k, node in enumerate(program.nodes):
         if node.op == "var":
@@ -33,16 +36,23 @@ def python_source(program: Program, guarded: bool = False) -> str:
             continue
         if node.op == "const":
             v = node.value
-            names[node.uid] = f"float({repr(v)!r})" if isinstance(v, float) and not np.isfinite(v) else repr(v)
+            literal = f"float({repr(v)!r})" if isinstance(v, float) and not np.isfinite(v) else repr(v)
+            names[node.uid] = literal
+            if guarded and node.kind != "b":
+                names[node.uid] = f"k{k}"
+                consts.append(f"    k{k} = asarray({literal}, dt)")
             continue
         args = [names[a.uid] for a in node.args]
         if node.op == "where":
-            args[1:] = [f"dt.type({a})" if n.op == "const" else a for a, n in zip(args[1:], node.args[1:])]
+            args[1:] = [f"dt.type({a})" if n.op == "const" and not guarded else a
+                        for a, n in zip(args[1:], node.args[1:])]
         if node.op == "float":
             expr = f"asarray({args[0]}).astype(dt)"
         elif node.op == "erfc":
-            expr = f"subtract(1.0, erf({args[0]}))"
+            expr = f"subtract({'one' if guarded else '1.0'}, erf({args[0]}))"
             used.update(("subtract", "erf"))
+            if guarded and "    one = asarray(1.0, dt)" not in consts:
+                consts.append("    one = asarray(1.0, dt)")
         else:
             expr = f"{_UFUNC[node.op]}({', '.join(args)})"
             used.add(_UFUNC[node.op])
@@ -54,7 +64,7 @@ def python_source(program: Program, guarded: bool = False) -> str:
     ret = outs if program.n_outputs == 1 else f"({outs},)"
     if program.n_outputs == 1 and program.outputs[0].op not in ("var", "const"):  # a 0-d result is a scalar
         ret = f"{outs} if type({outs}) is ndarray else asarray({outs})"
-    bound = "\n".join(f"    {name} = xp.{name}" for name in sorted(used))
+    bound = "\n".join([f"    {name} = xp.{name}" for name in sorted(used)] + consts)
     head = "def bind(xp, dt):"
     if guarded:
         head = "def bind(xp, dt, fallback, limit):"
