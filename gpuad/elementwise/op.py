@@ -62,12 +62,12 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
     def fast_vjp(node, g, wrt):
         """The derived VJP program on the saved arrays, without a ctx: for a node whose saved tensors are
         unchanged and carry no tangents, and that is not linearized; None otherwise."""
-        if node.params is not NO_PARAMS or g._fw is not None:
-            return None
-        _, compute, names, routes = plans.get(wrt) or plan_for(wrt)
         saved = node.saved
-        if saved is None:
-            return None  # freed: the rule path raises the error
+        if saved is None or node.params is not NO_PARAMS or g._fw is not None:
+            return None  # freed (the rules raise the error), linearized, or tangents: the rules handle it
+        _, compute, names, routes = plans.get(wrt) or plan_for(wrt)
+        if compute is None:  # linear (add): every gradient is g or zero
+            return _routed(routes, g, ())
         arrays = []
         for name in names:
             if name is None:
@@ -77,9 +77,8 @@ def program_op(program: Program, args: tuple[str, ...] | None = None) -> Op:
             if t._version[0] != version or t._fw is not None:
                 return None
             arrays.append(t._data)
-        if routes is None:  # every gradient computed (most ops): no routing
-            return _computed(compute, g._backend, arrays)
-        return _routed(compute, routes, g, arrays, [g if name is None else saved[name][0] for name in names])
+        grads = _computed(compute, g._backend, arrays)
+        return grads if routes is None else _routed(routes, g, grads)
 
     jvp = (lambda ctx, tangents: _jvp(program, args, ctx, tangents)) if differentiable else None
     found = program.compiled["op"] = Op(program.name, forward, vjp=vjp if differentiable else None, jvp=jvp,
@@ -107,23 +106,23 @@ def call(program: Program, tensors, linearize: bool = False) -> Tensor:
 
 
 def _vjp_plan(program: Program, args: tuple[str, ...], wrt: tuple) -> tuple:
-    """(derived VJP program; the program computing those of its outputs that are neither an input nor zero,
-    over the same inputs, or None; the ctx name of each input (None for g); and when some output is an
-    input or zero, where each gradient comes from in [*inputs, *computed, zero], else None). Linear ops
-    pass g on as it is: add's gradients are g twice, sub's g and -g (one kernel for -g)."""
+    """(derived VJP program; the program computing those of its outputs that are neither g nor zero, over
+    the same inputs, or None; the ctx name of each input (None for g); and when some output is g or zero,
+    where each gradient comes from: -1 for g, -2 for zero, k for computed output k; else None). Linear ops
+    pass g on as it is: add's gradients are g twice, sub's g and -g (one kernel for -g). An output that
+    is an input of the VJP program is g: every other gradient is a product with g."""
     vp = program.vjp(wrt)
     names = tuple(None if role == "g" else _name(role, args) for role in vp.roles)
     computed = [k for k, o in enumerate(vp.outputs) if o.op not in ("var", "const")]
     if len(computed) == vp.n_outputs:
         return vp, vp, names, None
-    n, routes = vp.n_inputs, []
-    for k, o in enumerate(vp.outputs):
-        routes.append(vp.inputs.index(o) if o.op == "var" else n + len(computed) if o.op == "const"
-                      else n + computed.index(k))
+    assert all(vp.roles[vp.inputs.index(o)] == "g" for o in vp.outputs if o.op == "var"), vp
+    routes = tuple(-1 if o.op == "var" else -2 if o.op == "const" else computed.index(k)
+                   for k, o in enumerate(vp.outputs))
     compute = None
     if computed:
         compute = Program(vp.inputs, tuple(vp.outputs[k] for k in computed), f"{vp.name}_part", vp.roles)
-    return vp, compute, names, tuple(routes)
+    return vp, compute, names, routes
 
 
 def _computed(compute: Program, backend, arrays: list) -> list:
@@ -134,11 +133,9 @@ def _computed(compute: Program, backend, arrays: list) -> list:
     return [Tensor._wrap(a, backend) for a in out]
 
 
-def _routed(compute: Program | None, routes: tuple, g, arrays: list, inputs: list) -> list:
-    """Gradients by `routes` (see _vjp_plan): `inputs` passed on, the rest computed, zeros as None."""
-    pool = inputs + (_computed(compute, g._backend, arrays) if compute is not None else [])
-    pool.append(None)
-    return [pool[r] for r in routes]
+def _routed(routes: tuple, g, computed) -> list:
+    """Gradients by `routes` (see _vjp_plan): g, zero (None) or a computed one."""
+    return [g if r == -1 else None if r == -2 else computed[r] for r in routes]
 
 
 def _gradients(plan: tuple, ctx, g, wrt: tuple) -> list:
@@ -148,7 +145,7 @@ def _gradients(plan: tuple, ctx, g, wrt: tuple) -> list:
     vp, compute, names, routes = plan
     tensors = [g if name is None else values[name] for name in names]
     if compute is None:  # linear ops: every gradient is g (or zero)
-        return _routed(None, routes, g, [], tensors)
+        return _routed(routes, g, ())
     recorded = False
     for t in tensors:
         if t._fw is not None or (t._requires_grad and state.grad_enabled):
@@ -172,10 +169,8 @@ def _gradients(plan: tuple, ctx, g, wrt: tuple) -> list:
                 sub = vp.select(k)
                 outs.append(call(sub, [by_role[r] for r in sub.roles]) if sub.n_inputs else None)
         return outs
-    arrays = [t._data for t in tensors]
-    if routes is None:
-        return _computed(compute, g._backend, arrays)
-    return _routed(compute, routes, g, arrays, tensors)
+    grads = _computed(compute, g._backend, [t._data for t in tensors])
+    return grads if routes is None else _routed(routes, g, grads)
 
 
 def _jvp(program: Program, args: tuple[str, ...], ctx, tangents):
