@@ -11,13 +11,17 @@
 5. an 8-element float32 mul, warm: NumPy's ufunc, the program's kernel (`Program.kernel_for`: the
    generated code with its dtype and size guard) and `host.pointwise` (the dtype-keyed lookup);
 6. tanh's VJP g * (1 - y*y) on 8 float32 elements, warm: the ufuncs with the constant as a Python float
-   (NumPy converts it on every call) and as a 0-d float32 array (what a kernel binds), and the kernel.
+   (NumPy converts it on every call) and as a 0-d float32 array (what a kernel binds), and the kernel;
+7. an 8-element float32 np.multiply and np.empty(8, float32), warm: through the allocation handler with
+   its small-block cache, with that cache off (`counters[SMALL_KEEP] = 0`), and through NumPy's default
+   handler (in an empty context: NumPy keeps the handler in a context variable).
 
     python benchmarks/host_paths.py [--samples 41]
 """
 from __future__ import annotations
 
 import argparse
+import contextvars
 import time
 
 import numpy as np
@@ -149,6 +153,42 @@ def kernel_constants(samples: int, calls: int = 2000) -> None:
     show("6. g * (1 - y*y), 8 float32 elements, warm (per call)", result, 1e-9, "ns")
 
 
+def small_blocks(samples: int, calls: int = 2000) -> None:
+    from gpuad.backends import host_memory
+
+    ga.memory.stats()  # the CPU backend installs the handler
+    c, keep = host_memory.counters, int(host_memory.counters[host_memory.SMALL_KEEP])
+    a, b = np.ones(8, np.float32), np.full(8, 2.0, np.float32)
+    mul, empty, f32 = np.multiply, np.empty, np.float32
+    # NumPy reads the handler and its error state from context variables on each call: an empty context
+    # is NumPy's default handler; the handler's rows run in a copy of this one with the error state set,
+    # else its look-up would miss on every ufunc call (CPython caches found values only) and cost them
+    # ~10 ns that the empty context does not
+    numpy_default, handler = contextvars.Context(), contextvars.copy_context()
+    handler.run(np.seterr, **np.geterr())
+
+    def mul_loop():
+        for _ in range(calls):
+            mul(a, b)
+
+    def empty_loop():
+        for _ in range(calls):
+            empty(8, f32)
+
+    def setting(name: str) -> None:
+        c[host_memory.SMALL_KEEP] = 0 if "cache off" in name else keep
+        if "cache off" in name:
+            host_memory.release()  # nothing left for a malloc to take
+
+    for what, loop in (("np.multiply(a, b)", mul_loop), ("np.empty(8, float32)", empty_loop)):
+        cases = {f"{what}, NumPy's default handler": lambda loop=loop: numpy_default.run(loop),
+                 f"{what}, small-block cache": lambda loop=loop: handler.run(loop),
+                 f"{what}, small-block cache off": lambda loop=loop: handler.run(loop)}
+        result = {name: t / calls for name, t in medians(cases, samples, setting).items()}
+        show(f"7. {what}, 8 float32 elements, warm (per call)", result, 1e-9, "ns")
+    c[host_memory.SMALL_KEEP] = keep
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=41)
@@ -161,6 +201,7 @@ def main() -> int:
     cold_op(args.samples)
     small_kernel(args.samples)
     kernel_constants(args.samples)
+    small_blocks(args.samples)
     return 0
 
 
