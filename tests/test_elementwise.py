@@ -203,6 +203,28 @@ def test_one_kernel_forward_and_one_kernel_backward_for_all_inputs(monkeypatch):
     np.testing.assert_allclose(first[1], x * x * s * (1 - s), rtol=1e-13)
 
 
+def test_linear_ops_pass_the_gradient_on_and_sub_negates_it_in_one_kernel(monkeypatch):
+    from gpuad.elementwise import host
+
+    calls = []
+    pointwise = host.pointwise
+    monkeypatch.setattr(host, "pointwise", lambda p, *arrays: calls.append(p.name) or pointwise(p, *arrays))
+    a = ga.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)  # float64: kernels call host.pointwise
+    b = ga.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    g = np.array([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
+    added, subtracted = a + b, a - b
+    calls.clear()
+    added.backward(ga.tensor(g))
+    assert calls == []  # add's gradients are g itself (b's summed over the broadcast axis)
+    np.testing.assert_array_equal(a.grad.numpy(), g)
+    np.testing.assert_array_equal(b.grad.numpy(), g.sum(0))
+    a.grad = b.grad = None
+    subtracted.backward(ga.tensor(g))
+    assert calls == ["sub_vjp_part"]  # g passed on for a, one kernel for -g
+    np.testing.assert_array_equal(a.grad.numpy(), g)
+    np.testing.assert_array_equal(b.grad.numpy(), -g.sum(0))
+
+
 def test_inputs_with_one_shared_partial_get_their_own_gradient():
     @ga.elementwise
     def f(a, b):
