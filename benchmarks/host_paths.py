@@ -10,8 +10,9 @@
 4. an 8-element add right after a (256, 784) x (784, 512) matmul and warm, gpuad against NumPy;
 5. an 8-element float32 mul, warm: NumPy's ufunc, the program's kernel (`Program.kernel_for`: the
    generated code with its dtype and size guard) and `host.pointwise` (the dtype-keyed lookup);
-6. tanh's VJP g * (1 - y*y) on 8 float32 elements, warm: the ufuncs with the constant as a Python float
-   (NumPy converts it on every call) and as a 0-d float32 array (what a kernel binds), and the kernel;
+6. tanh's VJP g * (1 - y*y) on 8 float32 elements, warm: `1.0 - y` alone, then the ufuncs, with the
+   constant as a Python float (NumPy converts it on every call) and as a 0-d float32 array (what a
+   kernel binds), and the kernel;
 7. an 8-element float32 np.multiply and np.empty(8, float32), warm: through the allocation handler with
    its small-block cache, with that cache off (`counters[SMALL_KEEP] = 0`), and through NumPy's default
    handler (in an empty context: NumPy keeps the handler in a context variable).
@@ -146,11 +147,15 @@ def kernel_constants(samples: int, calls: int = 2000) -> None:
                 fn()
         return run
 
+    single = {"subtract(1.0, y), 1.0 a Python float": repeat(lambda: sub(1.0, y)),
+              "subtract(one, y), one a 0-d float32 array": repeat(lambda: sub(one, y))}
+    result = {name: t / calls for name, t in medians(single, samples).items()}
+    show("6a. 1.0 - y, 8 float32 elements, warm (per call)", result, 1e-9, "ns")
     cases = {"ufuncs, 1.0 a Python float": repeat(lambda: mul(g, sub(1.0, mul(y, y)))),
              "ufuncs, 1.0 a 0-d float32 array": repeat(lambda: mul(g, sub(one, mul(y, y)))),
              "the program's kernel (guarded code)": repeat(lambda: kernel(*args))}
     result = {name: t / calls for name, t in medians(cases, samples).items()}
-    show("6. g * (1 - y*y), 8 float32 elements, warm (per call)", result, 1e-9, "ns")
+    show("6b. g * (1 - y*y), 8 float32 elements, warm (per call)", result, 1e-9, "ns")
 
 
 def small_blocks(samples: int, calls: int = 2000) -> None:
