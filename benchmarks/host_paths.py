@@ -185,12 +185,12 @@ def small_blocks(samples: int, calls: int = 2000) -> None:
         if "cache off" in name:
             host_memory.release()  # nothing left for a malloc to take
 
-    for what, loop in (("np.multiply(a, b)", mul_loop), ("np.empty(8, float32)", empty_loop)):
+    for part, what, loop in (("7a", "np.multiply(a, b)", mul_loop), ("7b", "np.empty(8, float32)", empty_loop)):
         cases = {f"{what}, NumPy's default handler": lambda loop=loop: numpy_default.run(loop),
                  f"{what}, small-block cache": lambda loop=loop: handler.run(loop),
                  f"{what}, small-block cache off": lambda loop=loop: handler.run(loop)}
         result = {name: t / calls for name, t in medians(cases, samples, setting).items()}
-        show(f"7. {what}, 8 float32 elements, warm (per call)", result, 1e-9, "ns")
+        show(f"{part}. {what}, 8 float32 elements, warm (per call)", result, 1e-9, "ns")
     c[host_memory.SMALL_KEEP] = keep
 
 

@@ -11,7 +11,7 @@ import gpuad as ga
 WIDTH, BATCH, DEPTH = 1024, 512, 32
 
 
-def _mlp_of(width: int = WIDTH, batch: int = BATCH):
+def _mlp(width: int = WIDTH, batch: int = BATCH):
     ga.manual_seed(0)
     with ga.no_grad():
         weights = [(ga.randn(width, width) * (1.0 / width ** 0.5)).requires_grad_() for _ in range(DEPTH)]
@@ -26,7 +26,7 @@ def _forward(weights, x):
 
 
 def _backward_peak(retain_graph: bool) -> tuple[int, int, int]:
-    weights, x = _mlp_of()
+    weights, x = _mlp()
     loss = _forward(weights, x)
     del x
     gc.collect()
@@ -42,7 +42,7 @@ def _backward_peak(retain_graph: bool) -> tuple[int, int, int]:
 
 
 def test_tape_freeing_lowers_backward_peak_and_returns_to_params_plus_grads():
-    small, _ = _mlp_of(2)  # warm: a program's kernel binds its constants (0-d arrays, live) on first use
+    small, _ = _mlp(2)  # warm: a program's kernel binds its constants (0-d arrays, live) on first use
     _forward(small, ga.randn(2, 2)).backward()
     del small
     gc.collect()
@@ -123,7 +123,7 @@ def test_large_freed_blocks_are_cached_not_live_and_reused():
 
 
 def test_training_loop_does_not_leak():
-    weights, x = _mlp_of()
+    weights, x = _mlp()
     weights, x = weights[:2], x[:8]
     with ga.no_grad():
         weights = [w.detach()[:, :64][:64].requires_grad_() for w in weights]

@@ -17,10 +17,9 @@ reported as the pool's, and `release()` (`ga.memory.empty_cache("cpu")`) hands t
 Freed blocks below 1 KiB (`SMALL_LIMIT`) are cached too, as NumPy's default handler caches them (its
 `npy_alloc_cache`: up to 7 blocks per byte size below 1024), a cache NumPy keeps to its own handler:
 without this every small array cost a malloc and a free through the handler, and gpuad runs its 8-element
-ops through NumPy. Per call on 8 float32 elements (benchmarks/host_paths.py case 7), np.multiply took 272
-ns without the cache, 239 ns with it and 221 ns through NumPy's default handler; np.empty 109, 104 and 102
-ns. The 200-op chain of benchmarks/overhead.py (cache on and off interleaved) took 3% less per op forward
-and backward (3.79 -> 3.67 us) and 5-7% less forward alone (1.76 -> 1.63 us). Small requests fall in size
+ops through NumPy. Per call on 8 float32 elements (benchmarks/host_paths.py case 7, recorded in
+benchmarks/results/host-paths-cpu-2026-11-22-session5.txt), np.multiply took 274 ns without the cache,
+239 ns with it and 218 ns through NumPy's default handler; np.empty 103, 98 and 96 ns. Small requests fall in size
 classes of `SMALL_STEP` bytes, and every block of a class is allocated with the class's full capacity (by
 malloc, calloc and realloc alike), so that any cached block of a class serves any request of it. Up to
 `SMALL_SLOTS` freed blocks per class are kept, the last freed served first. calloc never takes a cached

@@ -28,7 +28,13 @@ def python_source(program: Program, guarded: bool = False) -> str:
     float costs twice that (NumPy converts it per call); with every input of dtype `dt` the result is the same."""
     names = {}
     lines = []
-    consts = []
+    consts: dict[str, str] = {}  # guarded: literal -> the name of its 0-d array, bound once
+
+    def constant(literal: str) -> str:
+        if not guarded:
+            return literal
+        return consts.setdefault(literal, f"k{len(consts)}")
+
     used = {"ndarray", "asarray"}
     for k, node in enumerate(program.nodes):
         if node.op == "var":
@@ -37,22 +43,16 @@ def python_source(program: Program, guarded: bool = False) -> str:
         if node.op == "const":
             v = node.value
             literal = f"float({repr(v)!r})" if isinstance(v, float) and not np.isfinite(v) else repr(v)
-            names[node.uid] = literal
-            if guarded and node.kind != "b":
-                names[node.uid] = f"k{k}"
-                consts.append(f"    k{k} = asarray({literal}, dt)")
+            names[node.uid] = literal if node.kind == "b" else constant(literal)
             continue
         args = [names[a.uid] for a in node.args]
-        if node.op == "where":
-            args[1:] = [f"dt.type({a})" if n.op == "const" and not guarded else a
-                        for a, n in zip(args[1:], node.args[1:])]
+        if node.op == "where" and not guarded:  # the guarded form's constants are arrays of dt already
+            args[1:] = [f"dt.type({a})" if n.op == "const" else a for a, n in zip(args[1:], node.args[1:])]
         if node.op == "float":
             expr = f"asarray({args[0]}).astype(dt)"
         elif node.op == "erfc":
-            expr = f"subtract({'one' if guarded else '1.0'}, erf({args[0]}))"
+            expr = f"subtract({constant('1.0')}, erf({args[0]}))"
             used.update(("subtract", "erf"))
-            if guarded and "    one = asarray(1.0, dt)" not in consts:
-                consts.append("    one = asarray(1.0, dt)")
         else:
             expr = f"{_UFUNC[node.op]}({', '.join(args)})"
             used.add(_UFUNC[node.op])
@@ -64,7 +64,8 @@ def python_source(program: Program, guarded: bool = False) -> str:
     ret = outs if program.n_outputs == 1 else f"({outs},)"
     if program.n_outputs == 1 and program.outputs[0].op not in ("var", "const"):  # a 0-d result is a scalar
         ret = f"{outs} if type({outs}) is ndarray else asarray({outs})"
-    bound = "\n".join([f"    {name} = xp.{name}" for name in sorted(used)] + consts)
+    bound = "\n".join([f"    {name} = xp.{name}" for name in sorted(used)] +
+                      [f"    {name} = asarray({literal}, dt)" for literal, name in consts.items()])
     head = "def bind(xp, dt):"
     if guarded:
         head = "def bind(xp, dt, fallback, limit):"
